@@ -1,0 +1,162 @@
+"""Service settings: one typed dataclass, filled from defaults < TOML file < environment < flags.
+
+Every field can be set as ``PERSONALIZE_<FIELD>`` in the environment (for example
+``PERSONALIZE_REWARD_WAIT_TIME=30``) or as ``<field> = ...`` in a TOML file named by
+``PERSONALIZE_CONFIG`` / ``--config``. ``personalize serve --help`` prints this table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
+
+#: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
+DEFAULT_LEARNING_POLICY = "--cb_explore_adf --cb_type mtr -q :: --power_t 0 -l 0.05"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with. Field docs feed ``--help``."""
+
+    data_dir: str = field(default="personalize-data", metadata={"help": "Folder for the default SQLite database."})
+    database_url: str = field(
+        default="",
+        metadata={"help": "SQLAlchemy URL; empty means sqlite:///<data_dir>/personalize.db. "
+                  "PostgreSQL: postgresql+psycopg://user@host/db"},
+    )
+    learning_policy: str = field(
+        default=DEFAULT_LEARNING_POLICY,
+        metadata={"help": "VW arguments of the learner (Personalizer's 'learning settings')."},
+    )
+    exploration: float = field(
+        default=0.05,
+        metadata={"help": "Exploration: share of traffic chosen uniformly at random (VW --epsilon), 0..1."},
+    )
+    reward_wait_time: float = field(
+        default=60.0,
+        metadata={"help": "Seconds an event waits for rewards before it is learned with what it has."},
+    )
+    default_reward: float = field(default=0.0, metadata={"help": "Reward for events with no reward by the end of the wait."})
+    reward_aggregation: str = field(
+        default="earliest",
+        metadata={"help": "'earliest' (learn at the first reward) or 'sum' (sum rewards until the wait ends)."},
+    )
+    reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
+    reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})
+    max_actions: int = field(default=50, metadata={"help": "Most actions accepted in one Rank call."})
+    max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
+    learner: str = field(
+        default="thread",
+        metadata={"help": "'thread' runs the learner inside the server; 'off' leaves it to `personalize learn`."},
+    )
+    learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner sleeps when it has nothing to do."})
+    learner_batch: int = field(default=2000, metadata={"help": "Most events learned before a snapshot is published."})
+    model_poll_interval: float = field(
+        default=0.1, metadata={"help": "Seconds between a ranker's checks for a newer model snapshot."}
+    )
+    snapshots_kept: int = field(default=20, metadata={"help": "Model snapshots kept in the database (older are pruned)."})
+    sqlite_synchronous: str = field(
+        default="NORMAL",
+        metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'personalize.db'}"
+
+    @property
+    def vw_args(self) -> list[str]:
+        """The full VW argument list: the learning policy plus the exploration setting."""
+        args = self.learning_policy.split()
+        if "--cb_explore_adf" not in args:
+            args.insert(0, "--cb_explore_adf")
+        explorers = {"--epsilon", "--squarecb", "--bag", "--cover", "--softmax", "--first", "--regcb", "--rnd", "--synthcover"}
+        if not explorers.intersection(args):
+            args += ["--epsilon", repr(self.exploration)]
+        return args + ["--quiet"]
+
+    def validate(self) -> "Settings":
+        if self.reward_aggregation not in ("earliest", "sum"):
+            raise SettingsError("reward_aggregation must be 'earliest' or 'sum'")
+        if not 0.0 <= self.exploration <= 1.0:
+            raise SettingsError("exploration must be between 0 and 1")
+        if self.reward_wait_time < 0:
+            raise SettingsError("reward_wait_time must be >= 0 seconds")
+        if self.reward_min >= self.reward_max:
+            raise SettingsError("reward_min must be smaller than reward_max")
+        if not self.reward_min <= self.default_reward <= self.reward_max:
+            raise SettingsError("default_reward must lie within reward_min..reward_max")
+        if self.max_actions < 1:
+            raise SettingsError("max_actions must be at least 1")
+        if self.learner not in ("thread", "off"):
+            raise SettingsError("learner must be 'thread' or 'off'")
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
+        return self
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes).validate()
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    try:
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (int, "int"):
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name}={raw!r} is not a valid {kind}") from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Defaults < TOML file < ``PERSONALIZE_*`` environment < explicit overrides (CLI flags, tests)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    known = {f.name: f.type for f in fields(Settings)}
+    path = config_file or env.get("PERSONALIZE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc}") from None
+        for key, raw in data.items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r} in {path}; known: {', '.join(sorted(known))}")
+            values[key] = _coerce(key, known[key], raw)
+    for name, kind in known.items():
+        raw = env.get(f"PERSONALIZE_{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, kind, raw)
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, known[key], raw)
+    return Settings(**values).validate()
+
+
+def settings_table() -> str:
+    """Plain-text table of every setting, its variable and default (for --help and the README)."""
+    rows = []
+    for f in fields(Settings):
+        rows.append(f"  PERSONALIZE_{f.name.upper():<22} default {f.default!r}\n      {f.metadata.get('help', '')}")
+    return "\n".join(rows)

@@ -1,0 +1,134 @@
+"""Database tables (SQLAlchemy 2 declarative). The schema is owned by Alembic migrations.
+
+Times are UNIX seconds as floats: exact, portable between SQLite and PostgreSQL, and cheap
+to compare in the join queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Event", "Reward", "ModelSnapshot", "LearnerLease", "Item", "Interaction", "GeneratorModel"]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Event(Base):
+    """One Rank decision: what was shown, what was chosen with which probability, and its join state.
+
+    Join life cycle: ``ready_at`` is when the learner may take the event (NULL while a deferred
+    event is not activated); ``claimed_version`` is set when a learner takes it (rewards that
+    arrive later are refused or ignored, never silently lost); ``learned_version`` is the model
+    snapshot that first contains it.
+    """
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(256), unique=True, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    user_id: Mapped[Optional[str]] = mapped_column(String(256), nullable=True, index=True)
+    example: Mapped[str] = mapped_column(Text, nullable=False)  # DSJSON "c" object, exactly as VW parsed it
+    action_ids: Mapped[list[Any]] = mapped_column(JSON, nullable=False)  # ids in _multi order
+    excluded_ids: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    ranking: Mapped[list[Any]] = mapped_column(JSON, nullable=False)  # _multi indices, chosen first
+    probabilities: Mapped[list[Any]] = mapped_column(JSON, nullable=False)  # aligned with ranking
+    chosen_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    probability: Mapped[float] = mapped_column(Float, nullable=False)
+    model_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)  # e.g. candidate provenance
+    deferred: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    activated_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    wait_until: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    ready_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    reward_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_version: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    learned_version: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    learned_reward: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        Index("ix_events_join", "claimed_version", "ready_at"),
+        Index("ix_events_learned", "learned_version"),
+        Index("ix_events_created", "created_at"),
+    )
+
+
+class Reward(Base):
+    """A reward call, stored as received. ``counted`` is false for rewards the join ignores."""
+
+    __tablename__ = "rewards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq", ondelete="CASCADE"), nullable=False, index=True)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    received_at: Mapped[float] = mapped_column(Float, nullable=False)
+    counted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class ModelSnapshot(Base):
+    """A versioned, serialized VW model published by the learner; rankers load the newest."""
+
+    __tablename__ = "model_snapshots"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    vw_args: Mapped[str] = mapped_column(Text, nullable=False)
+    model: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    events_learned: Mapped[int] = mapped_column(Integer, nullable=False)  # cumulative, in this model lineage
+
+
+class LearnerLease(Base):
+    """At most one learner works at a time: it holds this row's lease and renews it."""
+
+    __tablename__ = "learner_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    expires_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class Item(Base):
+    """A catalog item that candidate generators may propose."""
+
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Interaction(Base):
+    """Something a user did with an item (view, click, rating, purchase, reward, ...)."""
+
+    __tablename__ = "interactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    item_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    type: Mapped[str] = mapped_column(String(64), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+    event_id: Mapped[Optional[str]] = mapped_column(String(256), nullable=True)
+
+    __table_args__ = (
+        Index("ix_interactions_user", "user_id", "timestamp"),
+        Index("ix_interactions_item", "item_id"),
+    )
+
+
+class GeneratorModel(Base):
+    """What a candidate generator learned in `personalize train`, versioned per generator."""
+
+    __tablename__ = "generator_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

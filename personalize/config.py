@@ -57,7 +57,8 @@ class Settings:
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
     learner: str = field(
         default="thread",
-        metadata={"help": "'thread' runs the learner inside the server; 'off' leaves it to `personalize learn`."},
+        metadata={"help": "'thread': a learner thread in the server; 'inline': learn at the end of each Reward/Activate "
+                  "call (deterministic, for simulation); 'off': run `personalize learn` as its own process."},
     )
     learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner sleeps when it has nothing to do."})
     learner_batch: int = field(default=2000, metadata={"help": "Most events learned before a snapshot is published."})
@@ -65,6 +66,18 @@ class Settings:
         default=0.1, metadata={"help": "Seconds between a ranker's checks for a newer model snapshot."}
     )
     snapshots_kept: int = field(default=20, metadata={"help": "Model snapshots kept in the database (older are pruned)."})
+    generators: str = field(
+        default="hybrid",
+        metadata={"help": "Comma-separated candidate generators used when a Rank call has a userId and no actions."},
+    )
+    num_candidates: int = field(default=50, metadata={"help": "Default numCandidates for Rank calls by userId."})
+    serendipity: float = field(
+        default=0.1,
+        metadata={"help": "Share (0..1) of generated candidates drawn from outside the user's usual profile."},
+    )
+    generator_refresh_interval: float = field(
+        default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -100,8 +113,12 @@ class Settings:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
         if self.max_actions < 1:
             raise SettingsError("max_actions must be at least 1")
-        if self.learner not in ("thread", "off"):
-            raise SettingsError("learner must be 'thread' or 'off'")
+        if self.learner not in ("thread", "inline", "off"):
+            raise SettingsError("learner must be 'thread', 'inline' or 'off'")
+        if not 0.0 <= self.serendipity <= 1.0:
+            raise SettingsError("serendipity must be between 0 and 1")
+        if self.num_candidates < 1:
+            raise SettingsError("num_candidates must be at least 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         return self

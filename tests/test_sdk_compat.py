@@ -1,0 +1,244 @@
+"""Drive Microsoft's own Personalizer SDKs against a live `personalize` server.
+
+Contract: docs/personalizer-compat.md.
+
+* old SDK: azure-cognitiveservices-personalizer==0.1.1 (msrest), paths /personalizer/v1.0/...
+* new SDK: azure-ai-personalizer==1.0.0b1 (azure-core), paths /personalizer/...?api-version=2022-09-01-preview
+
+The `live_server` fixture (tests/conftest.py) yields the base URL of a running
+server, e.g. "http://127.0.0.1:PORT".
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+import requests
+
+from azure.cognitiveservices.personalizer import PersonalizerClient as OldPersonalizerClient
+from azure.cognitiveservices.personalizer.models import (
+    ErrorResponseException,
+    RankableAction,
+    RankRequest,
+)
+from msrest.authentication import CognitiveServicesCredentials
+from msrest.exceptions import HttpOperationError
+
+from azure.ai.personalizer import PersonalizerClient as NewPersonalizerClient
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError
+
+API_KEY = "any-key-is-accepted"
+
+CONTEXT = [
+    {"user": {"profileType": "AnonymousUser", "latLong": "47.6,-122.1"}},
+    {"environment": {"dayOfMonth": "28", "monthOfYear": "8", "weather": "Sunny"}},
+    {"device": {"mobile": True, "windows": True}},
+    {"recentActivity": {"itemsInCart": 3}},
+]
+ACTIONS = [
+    {"id": "NewsArticle", "features": [{"type": "News"}, {"length": 120}]},
+    {"id": "SportsArticle", "features": [{"type": "Sports"}]},
+    {"id": "EntertainmentArticle", "features": [{"type": "Entertainment"}, {"rating": 4.5}]},
+    {"id": "ScienceArticle", "features": [{"type": "Science"}]},
+]
+EXCLUDED = ["SportsArticle"]
+ACTION_IDS = {a["id"] for a in ACTIONS}
+
+
+def _event_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+# --------------------------------------------------------------------------- clients
+
+
+@pytest.fixture
+def old_client(live_server):
+    return OldPersonalizerClient(live_server, CognitiveServicesCredentials(API_KEY))
+
+
+@pytest.fixture
+def new_client(live_server):
+    # retry_total=0: a 5xx fails fast instead of being retried with backoff.
+    client = NewPersonalizerClient(live_server, AzureKeyCredential(API_KEY), retry_total=0)
+    yield client
+    client.close()
+
+
+def _old_actions():
+    return [RankableAction(id=a["id"], features=a["features"]) for a in ACTIONS]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_ranking(event_id, reward_action_id, ranking, expected_event_id=None, excluded=()):
+    """ranking: list of (id, probability) tuples."""
+    assert isinstance(event_id, str) and event_id
+    if expected_event_id is not None:
+        assert event_id == expected_event_id
+    assert ranking, "ranking must not be empty"
+    ids = [r[0] for r in ranking]
+    assert len(ids) == len(set(ids)), f"duplicate ids in ranking: {ids}"
+    assert set(ids) <= ACTION_IDS
+    # every non-excluded action is ranked
+    assert ACTION_IDS - set(excluded) <= set(ids)
+    assert reward_action_id == ranking[0][0]
+    assert reward_action_id not in excluded
+    for aid, p in ranking:
+        assert p is not None and 0.0 <= p <= 1.0 + 1e-9, (aid, p)
+        if aid in excluded:
+            assert p == pytest.approx(0.0, abs=1e-9), f"excluded action {aid} has probability {p}"
+    total = math.fsum(p for _, p in ranking)
+    assert total == pytest.approx(1.0, abs=1e-3), f"probabilities sum to {total}"
+
+
+# --------------------------------------------------------------------------- old SDK (v1.0)
+
+
+def test_old_sdk_rank_and_reward(old_client):
+    event_id = _event_id("old")
+    req = RankRequest(
+        actions=_old_actions(),
+        context_features=CONTEXT,
+        excluded_actions=EXCLUDED,
+        event_id=event_id,
+        defer_activation=False,
+    )
+    resp = old_client.rank(req)  # raises unless the server answers 201
+    ranking = [(r.id, r.probability) for r in resp.ranking]
+    _check_ranking(resp.event_id, resp.reward_action_id, ranking, expected_event_id=event_id, excluded=EXCLUDED)
+
+    # 204 expected; anything else raises HttpOperationError
+    assert old_client.events.reward(resp.event_id, 1.0) is None
+
+
+def test_old_sdk_deferred_rank_then_activate(old_client):
+    # no eventId: the server must generate one
+    req = RankRequest(actions=_old_actions(), context_features=CONTEXT, defer_activation=True)
+    resp = old_client.rank(req)
+    ranking = [(r.id, r.probability) for r in resp.ranking]
+    _check_ranking(resp.event_id, resp.reward_action_id, ranking)
+
+    assert old_client.events.activate(resp.event_id) is None
+    assert old_client.events.reward(resp.event_id, 1.0) is None
+
+
+def test_old_sdk_rank_empty_actions_is_400(old_client):
+    with pytest.raises(ErrorResponseException) as excinfo:
+        old_client.rank(RankRequest(actions=[], context_features=CONTEXT, event_id=_event_id("old-empty")))
+    err = excinfo.value
+    assert err.response.status_code == 400
+    # the nested {"error": {"code", "message"}} body was parsed
+    assert err.error is not None and err.error.error is not None
+    assert err.error.error.code
+    assert err.error.error.message
+    assert err.error.error.message in str(err)
+
+
+def test_old_sdk_duplicate_event_id_is_rejected(old_client):
+    event_id = _event_id("old-dup")
+    old_client.rank(RankRequest(actions=_old_actions(), event_id=event_id))
+    with pytest.raises(HttpOperationError) as excinfo:
+        old_client.rank(RankRequest(actions=_old_actions(), event_id=event_id))
+    err = excinfo.value
+    assert isinstance(err, ErrorResponseException)
+    assert err.response.status_code in (400, 409)
+    assert err.error.error.message
+    assert err.error.error.message in str(err)
+
+
+# --------------------------------------------------------------------------- new SDK (2022-09-01-preview)
+
+
+def test_new_sdk_rank_and_reward(new_client):
+    event_id = _event_id("new")
+    resp = new_client.rank(
+        {
+            "contextFeatures": CONTEXT,
+            "actions": ACTIONS,
+            "excludedActions": EXCLUDED,
+            "eventId": event_id,
+            "deferActivation": False,
+        }
+    )
+    ranking = [(r["id"], r["probability"]) for r in resp["ranking"]]
+    _check_ranking(resp["eventId"], resp["rewardActionId"], ranking, expected_event_id=event_id, excluded=EXCLUDED)
+
+    assert new_client.reward(event_id, {"value": 1.0}) is None
+
+
+def test_new_sdk_deferred_rank_then_activate(new_client):
+    event_id = _event_id("new-deferred")
+    resp = new_client.rank(
+        {"contextFeatures": CONTEXT, "actions": ACTIONS, "eventId": event_id, "deferActivation": True}
+    )
+    ranking = [(r["id"], r["probability"]) for r in resp["ranking"]]
+    _check_ranking(resp["eventId"], resp["rewardActionId"], ranking, expected_event_id=event_id)
+
+    assert new_client.activate(event_id) is None
+    assert new_client.reward(event_id, {"value": 1.0}) is None
+
+
+def test_new_sdk_rank_without_event_id_generates_one(new_client):
+    resp = new_client.rank({"actions": ACTIONS})  # minimal request, nothing optional
+    ranking = [(r["id"], r["probability"]) for r in resp["ranking"]]
+    _check_ranking(resp["eventId"], resp["rewardActionId"], ranking)
+
+
+def test_new_sdk_rank_empty_actions_is_400(new_client):
+    with pytest.raises(HttpResponseError) as excinfo:
+        new_client.rank({"contextFeatures": CONTEXT, "actions": [], "eventId": _event_id("new-empty")})
+    err = excinfo.value
+    assert err.status_code == 400
+    assert err.error is not None, "error body must be {'error': {'code': ..., 'message': ...}}"
+    assert err.error.code
+    assert err.error.message
+    assert err.error.message in str(err)
+
+
+def test_new_sdk_duplicate_event_id_is_rejected(new_client):
+    event_id = _event_id("new-dup")
+    new_client.rank({"actions": ACTIONS, "eventId": event_id})
+    with pytest.raises(HttpResponseError) as excinfo:
+        new_client.rank({"actions": ACTIONS, "eventId": event_id})
+    err = excinfo.value
+    assert err.status_code in (400, 409)
+    assert err.error is not None
+    assert err.error.message
+    assert err.error.message in str(err)
+
+
+# --------------------------------------------------------------------------- our JSON extension
+
+
+def test_status_endpoint_after_sdk_traffic(live_server, old_client, new_client):
+    old_resp = old_client.rank(RankRequest(actions=_old_actions(), context_features=CONTEXT))
+    old_client.events.reward(old_resp.event_id, 1.0)
+    new_resp = new_client.rank({"contextFeatures": CONTEXT, "actions": ACTIONS})
+    new_client.reward(new_resp["eventId"], {"value": 0.5})
+
+    resp = requests.get(f"{live_server}/personalizer/v1.0/status", timeout=10)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert isinstance(body, dict) and body
+
+    # Tolerant: if the status exposes integer counters with "rank" in their key,
+    # at least one of them must reflect the ranks made above.
+    def _rank_counters(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if isinstance(v, int) and not isinstance(v, bool) and "rank" in str(k).lower():
+                    yield v
+                else:
+                    yield from _rank_counters(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from _rank_counters(v)
+
+    counters = list(_rank_counters(body))
+    if counters:
+        assert max(counters) >= 1, body

@@ -53,12 +53,19 @@ class Settings:
     )
     reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
     reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})
+    action_id_feature: bool = field(
+        default=True,
+        metadata={"help": "Add each action's id as a categorical feature (namespace ActionId) so per-action effects are learned."},
+    )
     max_actions: int = field(default=50, metadata={"help": "Most actions accepted in one Rank call."})
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
     learner: str = field(
         default="thread",
         metadata={"help": "'thread': a learner thread in the server; 'inline': learn at the end of each Reward/Activate "
                   "call (deterministic, for simulation); 'off': run `personalize learn` as its own process."},
+    )
+    learn_every: int = field(
+        default=1, metadata={"help": "With learner='inline': learn after every Nth Reward/Activate call."}
     )
     learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner sleeps when it has nothing to do."})
     learner_batch: int = field(default=2000, metadata={"help": "Most events learned before a snapshot is published."})
@@ -111,6 +118,8 @@ class Settings:
             raise SettingsError("reward_min must be smaller than reward_max")
         if not self.reward_min <= self.default_reward <= self.reward_max:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
+        if self.learn_every < 1:
+            raise SettingsError("learn_every must be at least 1")
         if self.max_actions < 1:
             raise SettingsError("max_actions must be at least 1")
         if self.learner not in ("thread", "inline", "off"):
@@ -129,6 +138,13 @@ class Settings:
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text in ("1", "true", "yes", "on")
         if kind in (float, "float"):
             return float(raw)
         if kind in (int, "int"):

@@ -1,0 +1,33 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from flask import Flask
+
+from personalize.api import errors, events, rank, status
+from personalize.config import Settings, load_settings
+from personalize.service import Service
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], float] = time.time, start: bool = True
+) -> Flask:
+    """Build the app: one Service (database, ranker, learner) bound as ``app.extensions['personalize']``."""
+    settings = settings or load_settings()
+    app = Flask("personalize")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    service = Service(settings, clock=clock)
+    app.extensions["personalize"] = service
+    errors.register_error_handlers(app)
+    for blueprint in (rank.bp, events.bp, status.bp):
+        app.register_blueprint(blueprint)
+        app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
+    if start:
+        service.start()
+    return app

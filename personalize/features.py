@@ -1,0 +1,123 @@
+"""Personalizer feature JSON -> the VW DSJSON ``c`` object, validated field by field.
+
+Personalizer sends ``contextFeatures`` and each action's ``features`` as lists of JSON
+objects. We merge each list into one object and hand VW exactly what its own JSON/DSJSON
+parser reads: top-level keys holding objects are namespaces, strings are categorical
+(``key=value``), numbers are numeric, booleans are present/absent, arrays of numbers are
+positional features, nested objects are flattened into their own namespace. The one
+convenience we add is that an array of strings (``"genres": ["Comedy", "Drama"]``) becomes
+the categorical object ``{"Comedy": 1, "Drama": 1}`` — VW's parser rejects string arrays.
+
+The resulting ``c`` text is stored with the event, so replaying the log in VW sees
+byte-for-byte what the service learned from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from personalize.api.errors import ApiError
+
+__all__ = ["FeatureError", "merge_feature_list", "build_context", "ACTION_ID_NAMESPACE", "MAX_DEPTH"]
+
+#: Namespace holding each action's id as a categorical feature, so per-action effects can be
+#: learned even when actions carry few features. Reserved: clients may not use it.
+ACTION_ID_NAMESPACE = "ActionId"
+MAX_DEPTH = 8
+MAX_KEY_LENGTH = 256
+MAX_STRING_LENGTH = 4096
+
+
+class FeatureError(ApiError):
+    def __init__(self, message: str, target: str) -> None:
+        super().__init__(400, "InvalidFeatures", message, target)
+
+
+def _clean_value(value: Any, path: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise FeatureError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", path)
+    if value is None or isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+            raise FeatureError(f"{path} is longer than {MAX_STRING_LENGTH} characters; shorten it.", path)
+        return value
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise FeatureError(f"{path} must be a finite number, not {value!r}.", path)
+        return value
+    if isinstance(value, dict):
+        return _clean_object(value, path, depth + 1)
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            if any(len(v) > MAX_STRING_LENGTH for v in value):
+                raise FeatureError(f"{path} holds a string longer than {MAX_STRING_LENGTH} characters.", path)
+            return {v: 1 for v in value if v}
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            for i, v in enumerate(value):
+                if not math.isfinite(v):
+                    raise FeatureError(f"{path}[{i}] must be a finite number, not {v!r}.", f"{path}[{i}]")
+            return value
+        if all(isinstance(v, dict) for v in value):
+            return [_clean_object(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        raise FeatureError(
+            f"{path} mixes types; an array feature must hold only numbers, only strings or only objects.", path
+        )
+    raise FeatureError(f"{path} has unsupported type {type(value).__name__}.", path)
+
+
+def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        child = f"{path}.{key}"
+        if not key:
+            raise FeatureError(f"{path} has an empty feature name; name every feature.", path)
+        if key.startswith("_"):
+            raise FeatureError(
+                f"{child}: feature names may not start with '_' (VW reserves them); rename the feature.", child
+            )
+        if len(key) > MAX_KEY_LENGTH:
+            raise FeatureError(f"{child[:80]}...: feature names are limited to {MAX_KEY_LENGTH} characters.", path)
+        out[key] = _clean_value(value, child, depth)
+    return out
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], path: str) -> None:
+    for key, value in new.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(into[key], dict) and isinstance(value, dict):
+            _merge(into[key], value, f"{path}.{key}")
+        else:
+            raise FeatureError(
+                f"{path}.{key} is given twice with conflicting values; send each feature once.", f"{path}.{key}"
+            )
+
+
+def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
+    """Validate a Personalizer feature list (array of objects) and merge it into one object."""
+    if features is None:
+        return {}
+    if isinstance(features, dict):  # tolerate a single object where a list is expected
+        features = [features]
+    if not isinstance(features, list):
+        raise FeatureError(f"{path} must be an array of JSON objects, e.g. [{{\"user\": {{\"age\": 30}}}}].", path)
+    merged: dict[str, Any] = {}
+    for i, obj in enumerate(features):
+        item_path = f"{path}[{i}]"
+        if not isinstance(obj, dict):
+            raise FeatureError(f"{item_path} must be a JSON object, not {type(obj).__name__}.", item_path)
+        _merge(merged, _clean_object(obj, item_path, 1), path)
+    if ACTION_ID_NAMESPACE in merged:
+        raise FeatureError(f"{path}.{ACTION_ID_NAMESPACE} is reserved by the service; rename it.", path)
+    return merged
+
+
+def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id_feature: bool) -> str:
+    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text."""
+    multi = []
+    for action_id, feats in actions:
+        if action_id_feature:
+            feats = {**feats, ACTION_ID_NAMESPACE: {"id": action_id}}
+        multi.append(feats)
+    return json.dumps({**context, "_multi": multi}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

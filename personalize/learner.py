@@ -1,0 +1,144 @@
+"""The learner: takes joined events in order, learns them with VW, publishes snapshots.
+
+It never answers a request. One learner works at a time (a lease row in the database),
+so N server processes can share one learner process over PostgreSQL. A step claims the
+ready events, learns them, and stores the new snapshot together with the "learned" marks
+in one transaction: after a crash, unpublished claims are released and re-learned from
+the last snapshot, so nothing is learned twice or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable
+
+import vowpal_wabbit_next as vw
+from sqlalchemy.orm import Session, sessionmaker
+
+from personalize import store
+from personalize.config import Settings
+from personalize.dsjson import event_line
+
+__all__ = ["Learner"]
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = 10.0
+
+
+class Learner:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], float] = time.time,
+        on_publish: Callable[[int, bytes], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self.on_publish = on_publish
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.version = 0
+        self.events_learned = 0
+        self._workspace: vw.Workspace | None = None
+        self._parser: vw.DSJsonFormatParser | None = None
+        self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
+        self._has_lease = False
+        self._lease_checked = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def _acquire(self) -> bool:
+        """Hold the learner lease (renewed every few seconds); restore state when newly taken."""
+        if self._has_lease and time.monotonic() - self._lease_checked < LEASE_TTL / 3:
+            return True
+        with self.sessions.begin() as session:
+            got = store.acquire_lease(session, self.owner, time.time(), LEASE_TTL)
+        self._lease_checked = time.monotonic()
+        if got and not self._has_lease:
+            self._restore()
+        self._has_lease = got
+        return got
+
+    def _restore(self) -> None:
+        """Resume from the newest snapshot; release claims a crashed learner left behind."""
+        args = " ".join(self.settings.vw_args)
+        with self.sessions.begin() as session:
+            released = store.release_claims(session)
+            snapshot = store.latest_snapshot(session)
+        if released:
+            log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
+        if snapshot is not None and snapshot.vw_args == args:
+            self._workspace = vw.Workspace(["--quiet"], model_data=snapshot.model)
+            self.events_learned = snapshot.events_learned
+        else:
+            if snapshot is not None:
+                log.warning("learning policy changed (%r -> %r): starting a new model", snapshot.vw_args, args)
+            self._workspace = vw.Workspace(self.settings.vw_args)
+            self.events_learned = 0
+        self.version = snapshot.version if snapshot is not None else 0
+        self._parser = vw.DSJsonFormatParser(self._workspace)
+
+    def start(self) -> None:
+        """Run the learner in a daemon thread (the default single-process mode)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="personalize-learner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self) -> None:
+        """Learn until stopped; sleep when there is nothing ready."""
+        while not self._stop.is_set():
+            try:
+                learned = self.step()
+            except Exception:  # keep learning after a transient database error
+                log.exception("learner step failed; restoring from the last snapshot and retrying")
+                self.invalidate()
+                learned = 0
+            if learned == 0:
+                self._stop.wait(self.settings.learner_interval)
+
+    def invalidate(self) -> None:
+        """Forget in-memory state after a failed step: the next step restores from the database."""
+        self._has_lease = False
+
+    # -- one step --------------------------------------------------------------------
+    def step(self) -> int:
+        """Claim, learn and publish the events that are ready now. Returns how many."""
+        with self._lock:
+            if not self._acquire():
+                return 0
+            assert self._workspace is not None and self._parser is not None
+            version = self.version + 1
+            with self.sessions.begin() as session:
+                seqs = store.claim_ready(session, self.clock(), version, self.settings.learner_batch)
+            if not seqs:
+                return 0
+            with self.sessions() as session:
+                joined = store.claimed_with_rewards(
+                    session, seqs, self.settings.reward_aggregation, self.settings.default_reward
+                )
+            for item in joined:
+                self._workspace.learn_one(self._parser.parse_json(event_line(item.event, item.reward)))
+            model = self._workspace.serialize()
+            self.events_learned += len(joined)
+            with self.sessions.begin() as session:
+                store.publish_snapshot(
+                    session, version, model, " ".join(self.settings.vw_args), self.events_learned,
+                    self.clock(), joined, self.settings.snapshots_kept,
+                )
+            self.version = version
+        if self.on_publish is not None:
+            self.on_publish(version, model)
+        return len(joined)

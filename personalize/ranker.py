@@ -1,0 +1,72 @@
+"""The ranker: scores actions with the newest published model and samples one to explore.
+
+It never writes the model. It swaps to a newer snapshot when one is offered (in-process
+learner) or found in the database (other learner process). VW workspaces are not
+thread-safe, so every parse/predict happens under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import vowpal_wabbit_next as vw
+
+from personalize.sampling import normalize, sample_index, uniform_for
+
+__all__ = ["Ranker", "Decision"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Positions refer to the ``_multi`` list; ``ranking[0]`` is the chosen action."""
+
+    ranking: list[int]
+    probabilities: list[float]  # aligned with ranking
+    model_version: int
+
+    @property
+    def chosen(self) -> int:
+        return self.ranking[0]
+
+    @property
+    def probability(self) -> float:
+        return self.probabilities[0]
+
+
+class Ranker:
+    def __init__(self, vw_args: list[str]) -> None:
+        self._vw_args = vw_args
+        self._lock = threading.Lock()
+        self._workspace = vw.Workspace(vw_args)
+        self._parser = vw.DSJsonFormatParser(self._workspace)
+        self.version = 0
+
+    def load(self, version: int, model: bytes) -> None:
+        """Switch to snapshot ``version`` (ignored if not newer than the current one)."""
+        if version <= self.version:
+            return
+        workspace = vw.Workspace(["--quiet"], model_data=model)  # options travel inside the model
+        parser = vw.DSJsonFormatParser(workspace)
+        with self._lock:
+            if version > self.version:
+                self._workspace, self._parser, self.version = workspace, parser, version
+
+    def reset(self) -> None:
+        """Back to an untrained model (version 0), e.g. after the model was deleted."""
+        workspace = vw.Workspace(self._vw_args)
+        with self._lock:
+            self._workspace, self._parser, self.version = workspace, vw.DSJsonFormatParser(workspace), 0
+
+    def decide(self, context_json: str, event_id: str) -> Decision:
+        """Predict the PMF for the ``c`` object and draw the chosen action with the event-id seed."""
+        with self._lock:
+            examples = self._parser.parse_json('{"c":' + context_json + "}")
+            scores = self._workspace.predict_one(examples)
+            version = self.version
+        order = [index for index, _ in scores]
+        probabilities = normalize([p for _, p in scores])
+        pick = sample_index(probabilities, uniform_for(event_id))
+        ranking = [order[pick]] + order[:pick] + order[pick + 1:]
+        ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]
+        return Decision(ranking=ranking, probabilities=ranked_p, model_version=version)

@@ -1,0 +1,45 @@
+"""Exploration sampling seeded by the event id: same event id and model give the same choice.
+
+The probability logged for the chosen action is exactly the probability this sampler used,
+which is what every off-policy estimate depends on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+__all__ = ["seed_for", "uniform_for", "normalize", "sample_index"]
+
+
+def seed_for(event_id: str) -> int:
+    """A 64-bit seed from the event id (stable across processes and Python versions)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def uniform_for(event_id: str) -> float:
+    """A number in [0, 1) determined by the event id (53 random bits)."""
+    return (seed_for(event_id) >> 11) / float(1 << 53)
+
+
+def normalize(pmf: Sequence[float]) -> list[float]:
+    """Clip negatives and rescale to sum 1 in double precision (VW reports float32)."""
+    clipped = [p if p > 0.0 else 0.0 for p in pmf]
+    total = sum(clipped)
+    if total <= 0.0:
+        return [1.0 / len(clipped)] * len(clipped)
+    return [p / total for p in clipped]
+
+
+def sample_index(probabilities: Sequence[float], u: float) -> int:
+    """Inverse-CDF draw: the first position whose cumulative probability exceeds ``u``."""
+    cumulative = 0.0
+    last_positive = 0
+    for i, p in enumerate(probabilities):
+        if p <= 0.0:
+            continue
+        last_positive = i
+        cumulative += p
+        if u < cumulative:
+            return i
+    return last_positive

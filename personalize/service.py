@@ -1,0 +1,272 @@
+"""The Rank/Reward service: validates requests, asks the ranker, logs events, feeds the learner.
+
+One object per process, shared by the HTTP blueprints. Every Rank and Reward is committed
+to the database before the call returns, so an acknowledged event is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from personalize import store
+from personalize.api.errors import ApiError
+from personalize.config import Settings
+from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+from personalize.features import build_context, merge_feature_list
+from personalize.learner import Learner
+from personalize.ranker import Ranker
+
+__all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value"]
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 256
+
+
+@dataclass
+class RankRequest:
+    event_id: str
+    context: dict[str, Any]
+    actions: list[tuple[str, dict[str, Any]]]  # (id, merged features), request order
+    excluded: list[str]
+    defer: bool
+    user_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_id(value: Any, target: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, "BadRequest", f"{target} must be a non-empty string ({what}).", target)
+    if len(value) > MAX_ID_LENGTH:
+        raise ApiError(400, "BadRequest", f"{target} is longer than {MAX_ID_LENGTH} characters; use a shorter id.", target)
+    if any(ord(ch) < 32 for ch in value):
+        raise ApiError(400, "BadRequest", f"{target} contains control characters; use printable characters only.", target)
+    return value
+
+
+def parse_rank_request(body: Any, settings: Settings, *, actions_required: bool = True) -> RankRequest:
+    """Validate a Personalizer Rank body; every error names the field and the fix."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "The request body must be a JSON object with contextFeatures and actions.")
+    event_id = body.get("eventId")
+    event_id = uuid.uuid4().hex if event_id in (None, "") else _check_id(event_id, "eventId", "a unique id for this decision")
+    defer = body.get("deferActivation", False)
+    if defer is None:
+        defer = False
+    if not isinstance(defer, bool):
+        raise ApiError(400, "BadRequest", "deferActivation must be true or false.", "deferActivation")
+    user_id = body.get("userId")
+    if user_id is not None:
+        user_id = _check_id(user_id, "userId", "the user this decision is for")
+    context = merge_feature_list(body.get("contextFeatures"), "contextFeatures")
+
+    raw_actions = body.get("actions")
+    actions: list[tuple[str, dict[str, Any]]] = []
+    if raw_actions is None:
+        if actions_required:
+            raise ApiError(
+                400, "BadRequest",
+                "actions is required: send a non-empty array of {id, features}, or a userId and no actions to have "
+                "candidates generated from the catalog.", "actions",
+            )
+    else:
+        if not isinstance(raw_actions, list):
+            raise ApiError(400, "BadRequest", "actions must be an array of {\"id\": ..., \"features\": [...]} objects.", "actions")
+        if not raw_actions:
+            raise ApiError(400, "BadRequest", "actions is empty; send at least one action to rank.", "actions")
+        if len(raw_actions) > settings.max_actions:
+            raise ApiError(
+                400, "TooManyActions",
+                f"actions has {len(raw_actions)} entries; at most {settings.max_actions} are accepted "
+                "(send fewer, or raise PERSONALIZE_MAX_ACTIONS).", "actions",
+            )
+        seen: set[str] = set()
+        for i, action in enumerate(raw_actions):
+            target = f"actions[{i}]"
+            if not isinstance(action, dict):
+                raise ApiError(400, "BadRequest", f"{target} must be an object with id and features.", target)
+            action_id = _check_id(action.get("id"), f"{target}.id", "unique within this request")
+            if action_id in seen:
+                raise ApiError(400, "DuplicateActionId", f"{target}.id {action_id!r} appears twice; action ids must be unique.", f"{target}.id")
+            seen.add(action_id)
+            actions.append((action_id, merge_feature_list(action.get("features"), f"{target}.features")))
+
+    raw_excluded = body.get("excludedActions") or []
+    if not isinstance(raw_excluded, list):
+        raise ApiError(400, "BadRequest", "excludedActions must be an array of action ids.", "excludedActions")
+    excluded: list[str] = []
+    ids = {a for a, _ in actions}
+    for i, value in enumerate(raw_excluded):
+        target = f"excludedActions[{i}]"
+        value = _check_id(value, target, "the id of an action to exclude")
+        if actions and value not in ids:
+            raise ApiError(400, "UnknownExcludedAction", f"{target} {value!r} is not the id of any action in this request.", target)
+        excluded.append(value)
+    if actions and ids.issubset(excluded):
+        raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
+    return RankRequest(event_id=event_id, context=context, actions=actions, excluded=excluded, defer=defer, user_id=user_id)
+
+
+def parse_reward_value(body: Any, settings: Settings) -> float:
+    if not isinstance(body, dict) or "value" not in body:
+        raise ApiError(400, "BadRequest", 'The reward body must be a JSON object like {"value": 1.0}.', "value")
+    value = body["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(400, "InvalidRewardValue", f"value must be a number, not {type(value).__name__}.", "value")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ApiError(400, "InvalidRewardValue", "value must be a finite number.", "value")
+    if not settings.reward_min <= value <= settings.reward_max:
+        raise ApiError(
+            400, "InvalidRewardValue",
+            f"value {value} is outside the accepted range [{settings.reward_min}, {settings.reward_max}]; "
+            "scale your reward (or change PERSONALIZE_REWARD_MIN/MAX).", "value",
+        )
+    return value
+
+
+#: Proposes candidate actions for a Rank call that has a userId and no actions (see personalize.candidates).
+CandidateSource = Callable[[RankRequest, dict[str, Any]], list[dict[str, Any]]]
+
+
+class Service:
+    """The process-wide service: database, ranker, learner and (optionally) candidate generation."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+        upgrade_schema(self.engine)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.ranker = Ranker(settings.vw_args)
+        self.learner: Learner | None = None
+        self.candidates: Any = None  # a CandidateEngine when generators are enabled
+        self._inline_calls = 0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._load_latest_model()
+        if settings.learner in ("thread", "inline"):
+            self.learner = Learner(settings, self.sessions, clock, on_publish=self.ranker.load)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Start background work: the learner thread, or a watcher for another process's snapshots."""
+        if self.settings.learner == "thread" and self.learner is not None:
+            self.learner.start()
+        elif self.settings.learner == "off":
+            self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
+            self._watcher.start()
+        if self.candidates is not None:
+            self.candidates.start_refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.learner is not None:
+            self.learner.stop()
+        if self._watcher is not None:
+            self._watcher.join(5)
+        if self.candidates is not None:
+            self.candidates.stop()
+        self.engine.dispose()
+
+    def _load_latest_model(self) -> None:
+        with self.sessions() as session:
+            version = store.latest_version(session)
+            if version > self.ranker.version:
+                snapshot = store.latest_snapshot(session)
+                if snapshot is not None:
+                    self.ranker.load(snapshot.version, snapshot.model)
+
+    def _watch_models(self) -> None:
+        while not self._stop.wait(self.settings.model_poll_interval):
+            try:
+                self._load_latest_model()
+            except Exception:
+                log.exception("could not load the newest model snapshot; will retry")
+
+    # -- API operations ----------------------------------------------------------------
+    def rank(self, body: Any) -> dict[str, Any]:
+        request = parse_rank_request(body, self.settings, actions_required=self.candidates is None)
+        if not request.actions:
+            if request.user_id is None:
+                raise ApiError(400, "BadRequest", "Send actions, or a userId to rank generated candidates.", "actions")
+            self.candidates.fill(request, body)
+        excluded = set(request.excluded)
+        kept = [(a, f) for a, f in request.actions if a not in excluded]
+        context_json = build_context(request.context, kept, self.settings.action_id_feature)
+        try:
+            decision = self.ranker.decide(context_json, request.event_id)
+        except RuntimeError as exc:  # VW refused the features: still the client's input
+            raise ApiError(400, "InvalidFeatures", f"The features could not be parsed by VW: {exc}", "contextFeatures") from None
+        now = self.clock()
+        wait = self.settings.reward_wait_time
+        action_ids = [a for a, _ in kept]
+        values = dict(
+            event_id=request.event_id, created_at=now, user_id=request.user_id, example=context_json,
+            action_ids=action_ids, excluded_ids=request.excluded, ranking=decision.ranking,
+            probabilities=decision.probabilities, chosen_index=decision.chosen, probability=decision.probability,
+            model_version=decision.model_version, extra=request.extra or None, deferred=request.defer,
+            activated_at=None if request.defer else now,
+            wait_until=None if request.defer else now + wait,
+            ready_at=None if request.defer else now + wait,
+        )
+        with self.sessions.begin() as session:
+            store.insert_event(session, values)
+        ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
+        provenance = request.extra.get("generators")
+        if provenance:
+            for entry in ranking:
+                entry["generators"] = provenance.get(entry["id"], [])
+        return {"eventId": request.event_id, "rewardActionId": ranking[0]["id"], "ranking": ranking}
+
+    def reward(self, event_id: str, body: Any) -> None:
+        value = parse_reward_value(body, self.settings)
+        with self.sessions.begin() as session:
+            store.add_reward(session, event_id, value, self.clock(), self.settings.reward_aggregation)
+        self._learn_inline()
+
+    def activate(self, event_id: str) -> None:
+        with self.sessions.begin() as session:
+            store.activate_event(session, event_id, self.clock(), self.settings.reward_wait_time, self.settings.reward_aggregation)
+        self._learn_inline()
+
+    def _learn_inline(self) -> None:
+        if self.settings.learner != "inline" or self.learner is None:
+            return
+        self._inline_calls += 1
+        if self._inline_calls % self.settings.learn_every:
+            return
+        try:
+            self.learner.step()
+        except Exception:  # the reward is stored; the next step retries the learning
+            log.exception("inline learning failed; will retry on the next call")
+            self.learner.invalidate()
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self.sessions() as session:
+            counts = store.status_counts(session, now)
+            snapshot = store.latest_snapshot(session)
+        s = self.settings
+        return {
+            "model": {
+                "version": snapshot.version if snapshot else 0,
+                "servingVersion": self.ranker.version,
+                "lastLearnedAt": snapshot.created_at if snapshot else None,
+                "eventsLearned": snapshot.events_learned if snapshot else 0,
+            },
+            **counts,
+            "settings": {
+                "learningPolicy": " ".join(s.vw_args), "exploration": s.exploration,
+                "rewardWaitTime": s.reward_wait_time, "rewardAggregation": s.reward_aggregation,
+                "defaultReward": s.default_reward, "learner": s.learner,
+            },
+        }

@@ -1,0 +1,240 @@
+"""Data functions for events, rewards, the join and model snapshots.
+
+Each function takes an open Session and leaves commit/rollback to its caller, so one
+request or one learner step is one transaction.
+
+The join, in one paragraph: a Rank stores an event whose ``ready_at`` is the end of its
+reward wait (NULL while a deferred event waits for activation). With ``earliest``
+aggregation the first reward pulls ``ready_at`` forward to now. The learner *claims*
+ready events (``claimed_version``); from then on a reward can no longer change what is
+learned, so late rewards are refused (409) or, for ``earliest``, kept but not counted.
+The learner marks claimed events learned in the same transaction that stores the model
+snapshot containing them, so a crash either keeps both or neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from personalize.api.errors import ApiError
+from personalize.models import Event, Interaction, LearnerLease, ModelSnapshot, Reward
+
+__all__ = [
+    "insert_event", "add_reward", "activate_event", "claim_ready", "claimed_with_rewards",
+    "publish_snapshot", "latest_snapshot", "latest_version", "release_claims", "acquire_lease",
+    "status_counts", "iter_events", "JoinedEvent",
+]
+
+
+def insert_event(session: Session, values: dict[str, Any]) -> None:
+    """Store a ranked event; a reused event id is a 409 (never an overwrite)."""
+    exists = session.execute(select(Event.seq).where(Event.event_id == values["event_id"])).first()
+    if exists is not None:
+        raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId")
+    try:
+        with session.begin_nested():
+            session.execute(insert(Event).values(**values))
+    except IntegrityError:
+        raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
+
+
+def _event_for_update(session: Session, event_id: str) -> Event:
+    event = session.execute(select(Event).where(Event.event_id == event_id).with_for_update()).scalar_one_or_none()
+    if event is None:
+        raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
+    return event
+
+
+def add_reward(session: Session, event_id: str, value: float, now: float, aggregation: str) -> bool:
+    """Record a reward; returns whether it counts toward what is learned.
+
+    Refuses (409) rewards that arrive after the event's reward wait has ended, and, with
+    ``sum`` aggregation, rewards for an event the learner has already taken.
+    """
+    event = _event_for_update(session, event_id)
+    if event.wait_until is not None and now > event.wait_until:
+        raise ApiError(
+            409, "RewardWindowClosed",
+            f"The reward wait time for event {event_id!r} ended; rewards must arrive within reward_wait_time "
+            "of the Rank call (or of activation for deferred events).", "eventId",
+        )
+    counted = True
+    if event.claimed_version is not None:
+        if aggregation == "sum":
+            raise ApiError(409, "EventAlreadyLearned", f"Event {event_id!r} was already learned; its rewards are final.", "eventId")
+        counted = False
+    elif aggregation == "earliest" and event.reward_count > 0:
+        counted = False  # earliest: only the first reward is learned; later ones are kept for the record
+    session.execute(insert(Reward).values(event_seq=event.seq, value=value, received_at=now, counted=counted))
+    if counted:
+        event.reward_count += 1
+        if aggregation == "earliest" and event.ready_at is not None:
+            event.ready_at = min(event.ready_at, now)
+    if event.user_id:
+        chosen = event.action_ids[event.chosen_index]
+        session.execute(insert(Interaction).values(
+            user_id=event.user_id, item_id=str(chosen), type="reward", value=value, timestamp=now, event_id=event_id,
+        ))
+    return counted
+
+
+def activate_event(session: Session, event_id: str, now: float, wait: float, aggregation: str) -> None:
+    """Activate a deferred event: its reward wait starts now. Activating twice is harmless."""
+    event = _event_for_update(session, event_id)
+    if event.ready_at is not None or event.activated_at is not None:
+        return
+    event.activated_at = now
+    event.wait_until = now + wait
+    event.ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
+
+
+def claim_ready(session: Session, now: float, version: int, limit: int) -> list[int]:
+    """Claim up to ``limit`` ready, unclaimed events for model ``version``, oldest-ready first."""
+    query = (
+        select(Event.seq)
+        .where(and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= now))
+        .order_by(Event.ready_at, Event.seq)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    seqs = list(session.execute(query).scalars())
+    if seqs:
+        session.execute(update(Event).where(Event.seq.in_(seqs)).values(claimed_version=version))
+    return seqs
+
+
+@dataclass(frozen=True)
+class JoinedEvent:
+    """An event with the reward the join assigned to it."""
+
+    event: Event
+    reward: float
+    rewarded: bool
+
+
+def claimed_with_rewards(session: Session, seqs: list[int], aggregation: str, default_reward: float) -> list[JoinedEvent]:
+    """Claimed events in claim order, each with its aggregated reward (or the default)."""
+    if not seqs:
+        return []
+    events = {e.seq: e for e in session.execute(select(Event).where(Event.seq.in_(seqs))).scalars()}
+    rewards: dict[int, list[float]] = {}
+    rows = session.execute(
+        select(Reward.event_seq, Reward.value).where(Reward.event_seq.in_(seqs), Reward.counted.is_(True)).order_by(Reward.id)
+    )
+    for seq, value in rows:
+        rewards.setdefault(seq, []).append(value)
+    joined = []
+    for seq in seqs:
+        values = rewards.get(seq, [])
+        if not values:
+            joined.append(JoinedEvent(events[seq], default_reward, False))
+        elif aggregation == "sum":
+            joined.append(JoinedEvent(events[seq], float(sum(values)), True))
+        else:
+            joined.append(JoinedEvent(events[seq], values[0], True))
+    return joined
+
+
+def publish_snapshot(
+    session: Session, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
+    learned: list[JoinedEvent], keep: int,
+) -> None:
+    """Store model ``version`` and mark its events learned, atomically; prune old snapshots."""
+    session.execute(insert(ModelSnapshot).values(
+        version=version, created_at=now, vw_args=vw_args, model=model, events_learned=events_learned,
+    ))
+    for j in learned:
+        session.execute(update(Event).where(Event.seq == j.event.seq).values(learned_version=version, learned_reward=j.reward))
+    cutoff = version - keep
+    if cutoff > 0:
+        session.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))
+
+
+def latest_snapshot(session: Session) -> ModelSnapshot | None:
+    return session.execute(select(ModelSnapshot).order_by(ModelSnapshot.version.desc()).limit(1)).scalar_one_or_none()
+
+
+def latest_version(session: Session) -> int:
+    return session.execute(select(func.max(ModelSnapshot.version))).scalar() or 0
+
+
+def release_claims(session: Session) -> int:
+    """Return claimed-but-unpublished events to the queue (after a learner crash)."""
+    result = session.execute(
+        update(Event).where(Event.claimed_version.is_not(None), Event.learned_version.is_(None)).values(claimed_version=None)
+    )
+    return result.rowcount or 0
+
+
+def acquire_lease(session: Session, owner: str, now: float, ttl: float) -> bool:
+    """Take or renew the single learner lease; False while another live learner holds it."""
+    lease = session.execute(select(LearnerLease).where(LearnerLease.id == 1).with_for_update()).scalar_one_or_none()
+    if lease is None:
+        try:
+            with session.begin_nested():
+                session.execute(insert(LearnerLease).values(id=1, owner=owner, expires_at=now + ttl))
+            return True
+        except IntegrityError:
+            return False
+    if lease.owner != owner and lease.expires_at > now:
+        return False
+    lease.owner = owner
+    lease.expires_at = now + ttl
+    return True
+
+
+def status_counts(session: Session, now: float) -> dict[str, Any]:
+    """Counts a user checks first when "it isn't learning"."""
+    e = Event
+    ranked = session.execute(select(func.count()).select_from(e)).scalar() or 0
+    rewarded = session.execute(select(func.count()).select_from(e).where(e.reward_count > 0)).scalar() or 0
+    learned = session.execute(select(func.count()).select_from(e).where(e.learned_version.is_not(None))).scalar() or 0
+    waiting = session.execute(
+        select(func.count()).select_from(e).where(e.claimed_version.is_(None), e.ready_at.is_not(None), e.ready_at > now)
+    ).scalar() or 0
+    ready = session.execute(
+        select(func.count()).select_from(e).where(e.learned_version.is_(None), e.ready_at.is_not(None), e.ready_at <= now)
+    ).scalar() or 0
+    inactive = session.execute(select(func.count()).select_from(e).where(e.deferred.is_(True), e.ready_at.is_(None))).scalar() or 0
+    rewards = session.execute(select(func.count()).select_from(Reward)).scalar() or 0
+    ignored = session.execute(select(func.count()).select_from(Reward).where(Reward.counted.is_(False))).scalar() or 0
+    lease = session.execute(select(LearnerLease).where(LearnerLease.id == 1)).scalar_one_or_none()
+    return {
+        "events": {
+            "ranked": ranked, "rewarded": rewarded, "learned": learned,
+            "pending": waiting + ready, "waitingForRewards": waiting, "readyToLearn": ready,
+            "deferredNotActivated": inactive,
+        },
+        "rewards": {"received": rewards, "notCounted": ignored},
+        "learner": {
+            "running": bool(lease and lease.expires_at > now),
+            "owner": lease.owner if lease else None,
+        },
+    }
+
+
+def iter_events(
+    session: Session, since: float | None = None, until: float | None = None, learned_only: bool = True,
+    batch: int = 1000,
+) -> Iterator[Event]:
+    """Events in rank order (streamed in batches), optionally only the learned ones."""
+    last = 0
+    while True:
+        query = select(Event).where(Event.seq > last).order_by(Event.seq).limit(batch)
+        if since is not None:
+            query = query.where(Event.created_at >= since)
+        if until is not None:
+            query = query.where(Event.created_at < until)
+        if learned_only:
+            query = query.where(Event.learned_version.is_not(None))
+        rows = list(session.execute(query).scalars())
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq

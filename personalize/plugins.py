@@ -1,4 +1,8 @@
-"""The plugin manager: bundled default plugins, then the ``personalize`` entry-point group."""
+"""The plugin manager: bundled default plugins, then the ``personalize`` entry-point group.
+
+Every ``pm.hook.*`` call goes through a typed function here (tox's pattern), so callers get
+checked results instead of pluggy's raw lists.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,38 @@ from typing import Any
 import pluggy
 
 from personalize import hookspecs
+from personalize.generator import Generator
 
-__all__ = ["DEFAULT_PLUGINS", "get_plugin_manager", "register_commands"]
+__all__ = [
+    "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError",
+    "get_plugin_manager", "register_commands", "generator_classes", "make_generator",
+]
 
 #: Bundled plugins, registered exactly like third-party ones (Datasette's default_* pattern).
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.popular",
+    "plugins.fresh",
+    "plugins.item_knn",
+    "plugins.user_knn",
+    "plugins.als",
+    "plugins.content",
+    "plugins.hybrid",
+    "plugins.serendipity",
+    "plugins.catalog_commands",
+)
+
+
+class PluginError(RuntimeError):
+    """A plugin broke the contract (wrong type, duplicate name); the message names the plugin."""
+
+
+class UnknownGeneratorError(ValueError):
+    """A generator name that no plugin registers."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown generator {name!r}; known generators: {', '.join(known)}")
+        self.name = name
+        self.known = known
 
 
 @lru_cache(maxsize=1)
@@ -30,3 +61,28 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def register_commands(cli: Any) -> None:
     """Let every plugin add its commands to the CLI."""
     get_plugin_manager().hook.register_commands(cli=cli)
+
+
+def generator_classes() -> dict[str, type[Generator]]:
+    """Every registered generator class by name, sorted by name; a name registered twice is an error."""
+    pm = get_plugin_manager()
+    classes: dict[str, type[Generator]] = {}
+    for registered in pm.hook.register_generators():
+        for cls in registered:
+            if not (isinstance(cls, type) and issubclass(cls, Generator)) or not isinstance(getattr(cls, "name", None), str):
+                raise PluginError(f"a plugin registered {cls!r}, which is not a Generator subclass with a name")
+            if cls.name in classes and classes[cls.name] is not cls:
+                other = classes[cls.name]
+                raise PluginError(
+                    f"generator name {cls.name!r} is registered twice: by {cls.__module__} and {other.__module__}"
+                )
+            classes[cls.name] = cls
+    return dict(sorted(classes.items()))
+
+
+def make_generator(name: str) -> Generator:
+    """A new, unfitted generator with its default config."""
+    classes = generator_classes()
+    if name not in classes:
+        raise UnknownGeneratorError(name, list(classes))
+    return classes[name]()

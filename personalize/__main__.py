@@ -1,0 +1,3 @@
+from personalize.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""The ``personalize`` command line. Plugins add their commands through the register_commands hook."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import click
+
+from personalize import plugins, store
+from personalize.config import Settings, SettingsError, load_settings, settings_table
+
+__all__ = ["main", "cli", "settings_options", "settings_from"]
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--config / --database-url / --data-dir, shared by every command that opens the store."""
+    func = click.option("--data-dir", help="Folder for the default SQLite database [env PERSONALIZE_DATA_DIR].")(func)
+    func = click.option("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db [env PERSONALIZE_DATABASE_URL].")(func)
+    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file [env PERSONALIZE_CONFIG].")(func)
+    return func
+
+
+def settings_from(config_file: str | None, database_url: str | None, data_dir: str | None, **extra: Any) -> Settings:
+    try:
+        return load_settings({"database_url": database_url, "data_dir": data_dir, **extra}, config_file=config_file)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+def cli(log_level: str) -> None:
+    """personalize: a self-hosted, Personalizer-compatible contextual bandit service."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command(epilog="\b\nSettings (environment variables, or keys of the --config TOML file):\n" + settings_table())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Server processes. With more than one, the learner runs as its own process.")
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per server process.")
+@settings_options
+def serve(host: str, port: int, workers: int, threads: int, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Run the service under gunicorn (production WSGI server)."""
+    settings = settings_from(config_file, database_url, data_dir)
+    from personalize.db import make_engine, upgrade_schema
+    from personalize.server import run_server
+
+    upgrade_schema(make_engine(settings.resolved_database_url, settings.sqlite_synchronous))  # once, before forking
+    # Workers rebuild settings from the environment: pass the flags on through it.
+    for key, value in (("PERSONALIZE_CONFIG", config_file), ("PERSONALIZE_DATABASE_URL", database_url), ("PERSONALIZE_DATA_DIR", data_dir)):
+        if value:
+            os.environ[key] = value
+    learner: subprocess.Popen[bytes] | None = None
+    if workers > 1 and settings.learner == "thread":
+        os.environ["PERSONALIZE_LEARNER"] = "off"
+        learner = subprocess.Popen([sys.executable, "-m", "personalize", "learn"])
+    click.echo(f"personalize: serving on http://{host}:{port} ({workers} worker(s), database {settings.resolved_database_url})")
+    try:
+        run_server(host, port, workers, threads)
+    finally:
+        if learner is not None:
+            learner.send_signal(signal.SIGTERM)
+            learner.wait(15)
+
+
+@cli.command()
+@settings_options
+def learn(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Run the learner as its own process (for several server processes or machines)."""
+    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+    from personalize.learner import Learner
+
+    settings = settings_from(config_file, database_url, data_dir)
+    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+    upgrade_schema(engine)
+    learner = Learner(settings, make_sessionmaker(engine))
+    signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
+    click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")
+    learner.start()
+    try:
+        while learner._thread is not None and learner._thread.is_alive():
+            learner._thread.join(0.5)
+    except KeyboardInterrupt:
+        learner.stop()
+
+
+@cli.command()
+@click.option("--url", help="Ask a running server (e.g. http://127.0.0.1:8080) instead of reading the database.")
+@settings_options
+def status(url: str | None, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Model version, last learning time and event counts, as JSON."""
+    if url:
+        import requests
+
+        try:
+            response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", timeout=10)
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach {url}: {exc}") from None
+        click.echo(json.dumps(response.json(), indent=2))
+        return
+    import time
+
+    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+
+    settings = settings_from(config_file, database_url, data_dir)
+    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+    upgrade_schema(engine)
+    with make_sessionmaker(engine)() as session:
+        counts = store.status_counts(session, time.time())
+        snapshot = store.latest_snapshot(session)
+    model = {"version": snapshot.version if snapshot else 0, "lastLearnedAt": snapshot.created_at if snapshot else None,
+             "eventsLearned": snapshot.events_learned if snapshot else 0}
+    click.echo(json.dumps({"model": model, **counts}, indent=2))
+
+
+def _parse_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date/time such as 2026-11-23 or 2026-11-23T10:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+@cli.group()
+def logs() -> None:
+    """Work with the event log."""
+
+
+@logs.command("export")
+@click.option("--format", "fmt", type=click.Choice(["dsjson"]), default="dsjson", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File to write (default: standard output).")
+@click.option("--since", help="Only events ranked at or after this ISO time.")
+@click.option("--until", help="Only events ranked before this ISO time.")
+@click.option("--all", "include_unlearned", is_flag=True, help="Also events not learned yet (cost from the rewards so far).")
+@settings_options
+def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
+                config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Write logged events in VW's DSJSON format, one decision per line, in rank order."""
+    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+    from personalize.dsjson import event_line
+
+    settings = settings_from(config_file, database_url, data_dir)
+    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+    upgrade_schema(engine)
+    count = 0
+    with make_sessionmaker(engine)() as session:
+        for event in store.iter_events(session, _parse_time(since), _parse_time(until), learned_only=not include_unlearned):
+            reward = event.learned_reward if event.learned_reward is not None else settings.default_reward
+            output.write(event_line(event, reward) + "\n")
+            count += 1
+    click.echo(f"exported {count} events", err=True)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@settings_options
+def db_upgrade(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Apply Alembic migrations up to the newest schema."""
+    from personalize.db import make_engine, upgrade_schema
+
+    settings = settings_from(config_file, database_url, data_dir)
+    upgrade_schema(make_engine(settings.resolved_database_url, settings.sqlite_synchronous))
+    click.echo(f"schema up to date: {settings.resolved_database_url}")
+
+
+plugins.register_commands(cli)
+
+
+def main() -> None:
+    cli()

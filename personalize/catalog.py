@@ -12,6 +12,7 @@ or ISO 8601 strings.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +29,7 @@ from personalize.models import Interaction, Item
 __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "parse_item", "parse_interaction", "validate_rows",
-    "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json",
+    "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
 ]
 
 MAX_ID_LENGTH = 256
@@ -37,6 +38,7 @@ MAX_STRING_LENGTH = 4096
 ITEM_FIELDS = ("id", "features", "createdAt", "active")
 INTERACTION_FIELDS = ("userId", "itemId", "type", "value", "timestamp", "eventId")
 _CHUNK = 500
+_WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
 class InvalidRow(ValueError):
@@ -250,6 +252,23 @@ def add_interactions(session: Session, rows: Sequence[InteractionIn]) -> int:
             for r in rows
         ])
     return len(rows)
+
+
+def item_tokens(features: Mapping[str, Any]) -> list[str]:
+    """The terms of one item: words of its text features, ``key=value`` of its categorical (list) ones.
+
+    Numbers are left out: they are measurements, not words. Used by the ``content`` generator
+    and by the diversity ordering.
+    """
+    tokens: list[str] = []
+    for key, value in features.items():
+        if isinstance(value, str):
+            tokens.extend(_WORD.findall(value.lower()))
+        elif isinstance(value, list):
+            tokens.extend(f"{key}={v.lower()}" for v in value if isinstance(v, str))
+        elif value is True:
+            tokens.append(key)
+    return tokens
 
 
 def item_json(item: Item) -> dict[str, Any]:

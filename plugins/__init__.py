@@ -1,0 +1,1 @@
+"""Bundled plugins: the candidate generators and the catalog commands, registered like third-party plugins."""

@@ -44,7 +44,8 @@ class ContentGenerator(ScoringGenerator):
                 self.vectors = sparse.csr_matrix((len(documents), 0))
         else:
             self.vectors = sparse.csr_matrix((len(documents), 0))
-        self.profiles = normalize(data.user_items @ self.vectors, norm="l2").tocsr()
+        profiles = (data.user_items @ self.vectors).tocsr()
+        self.profiles = normalize(profiles, norm="l2").tocsr() if profiles.shape[0] else profiles
 
     def scores(self, request: CandidateRequest) -> np.ndarray | None:
         current = self.item_index.get(request.current_item) if request.current_item else None

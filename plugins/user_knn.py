@@ -34,8 +34,8 @@ class UserKnnGenerator(ScoringGenerator):
     profiles: sparse.csr_matrix
 
     def fit_scores(self, data: TrainingData) -> None:
-        self.profiles = normalize(data.user_items, norm="l2").tocsr()
-        users = self.profiles.shape[0]
+        users = data.user_items.shape[0]
+        self.profiles = normalize(data.user_items, norm="l2").tocsr() if users else data.user_items
         k = min(self.config.neighbours + 1, users)
         if k < 2:
             self.neighbour_ids = np.zeros((users, 0), dtype=np.int64)

@@ -1,0 +1,31 @@
+from personalize.catalog import item_tokens
+from personalize.generator import CandidateRequest
+from personalize.testing import GENRES, GeneratorContract, synthetic_data
+from plugins.content import ContentGenerator
+
+
+class TestContent(GeneratorContract):
+    def make_generator(self) -> ContentGenerator:
+        return ContentGenerator()
+
+
+def test_tokens_are_words_and_categories() -> None:
+    assert item_tokens({"title": "Toy Story (1995)", "genres": ["Comedy"], "year": 1995, "kids": True}) == [
+        "toy", "story", "1995", "genres=comedy", "kids"]
+
+
+def test_proposes_items_nobody_interacted_with() -> None:
+    data = synthetic_data()
+    generator = ContentGenerator()
+    generator.fit(data)
+    cold = "i59"  # a horror item without interactions
+    proposed = [c.item_id for c in generator.candidates(CandidateRequest("u2"), 25)]  # u2 likes horror
+    assert cold in proposed
+
+
+def test_current_item_gives_similar_items() -> None:
+    data = synthetic_data()
+    generator = ContentGenerator()
+    generator.fit(data)
+    proposed = generator.candidates(CandidateRequest(None, current_item="i1"), 5)
+    assert {data.item_features[data.item_index[c.item_id]]["genres"][0] for c in proposed} == {GENRES[1]}

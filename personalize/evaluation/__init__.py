@@ -1,0 +1,1 @@
+"""Off-policy evaluation: estimators, counterfactual replay of learning policies, and the `evaluate` command."""

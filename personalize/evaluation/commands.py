@@ -1,0 +1,94 @@
+"""The ``personalize evaluate`` command (registered through the register_commands hook)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Iterator
+
+import click
+
+from personalize.hookspecs import hookimpl
+
+__all__ = ["evaluate_command", "register_commands", "store_lines"]
+
+
+def _timestamp(text: str | None) -> float | None:
+    """UNIX seconds, or an ISO date/time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither UNIX seconds nor an ISO date like 2026-01-31T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def store_lines(config_file: str | None, since: float | None, until: float | None) -> Iterator[str]:
+    """DSJSON lines of the learned events in the service's store, in the order they were learned."""
+    from personalize.config import load_settings
+    from personalize.db import make_engine, make_sessionmaker
+    from personalize.dsjson import event_line
+    from personalize.store import iter_events
+
+    settings = load_settings(config_file=config_file)
+    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+    try:
+        with make_sessionmaker(engine)() as session:
+            for event in iter_events(session, since=since, until=until):
+                yield event_line(event, event.learned_reward if event.learned_reward is not None else 0.0)
+    finally:
+        engine.dispose()
+
+
+@click.command("evaluate")
+@click.option("--policy", "policies", multiple=True, required=True,
+              help='VW learning policy to estimate, e.g. "--cb_explore_adf --epsilon 0.1 -q ::" (repeatable). '
+                   "Without an explorer, the service's exploration setting applies.")
+@click.option("--logs", type=click.Path(exists=True, dir_okay=False),
+              help="A DSJSON file (personalize logs export --format dsjson); default: the service's own store.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="Service settings file naming the store (else PERSONALIZE_* variables and defaults).")
+@click.option("--since", help="First event time (UNIX seconds or ISO date), store only.")
+@click.option("--until", help="End of the window (exclusive), store only.")
+@click.option("--bootstrap", default=200, show_default=True, help="Bootstrap resamples for the 95% intervals.")
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def evaluate_command(policies: tuple[str, ...], logs: str | None, config_file: str | None, since: str | None,
+                     until: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
+    """Estimate what other learning policies would have earned on the logged events.
+
+    Each policy is replayed through a fresh VW on the events in the order the service learned
+    them, and its value is estimated with IPS, SNIPS, DM, DR, SNDR and Switch-DR (95% bootstrap
+    intervals), beside the online policy's actual mean reward.
+    """
+    from personalize.evaluation.evaluate import evaluate, format_table
+    from personalize.evaluation.replay import parse_dsjson
+
+    if logs:
+        if since or until:
+            raise click.UsageError("--since/--until filter the store; filter a --logs file before passing it")
+        with open(logs, encoding="utf-8") as fh:
+            events = list(parse_dsjson(fh))
+    else:
+        events = list(parse_dsjson(store_lines(config_file, _timestamp(since), _timestamp(until))))
+    if not events:
+        raise click.ClickException("no learned events with rewards in the selection; nothing to evaluate")
+    click.echo(f"{len(events)} logged events", err=True)
+    rows = evaluate(events, policies, reps=bootstrap, seed=seed)
+    if as_json:
+        click.echo(json.dumps([{"policy": r.policy, "estimates": r.estimates, "intervals": r.intervals}
+                               for r in rows], indent=2))
+    else:
+        click.echo(format_table(rows))
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(evaluate_command)

@@ -1,0 +1,109 @@
+"""How the runner talks to the service: the public Rank/Reward/Status JSON API and nothing else.
+
+``InProcess`` builds the real Flask app on a private SQLite file with the inline learner and
+a simulated clock, and calls it through Flask's test client (fast, deterministic). ``Http``
+sends the same JSON to a running ``personalize serve``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import requests
+
+__all__ = ["Transport", "TransportError", "InProcess", "Http", "SimClock", "PREFIX"]
+
+PREFIX = "/personalizer/v1.0"
+
+
+class TransportError(RuntimeError):
+    """The service answered a call with an error status."""
+
+
+class Transport(Protocol):
+    def rank(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def reward(self, event_id: str, value: float) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class SimClock:
+    """Simulated UNIX time, advanced by the runner, so reward wait times follow events, not wall time."""
+
+    def __init__(self, start: float = 1_700_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _check(status: int, body: Any, what: str) -> None:
+    if status >= 400:
+        raise TransportError(f"{what} failed with HTTP {status}: {body}")
+
+
+class InProcess:
+    """The service in this process: ``create_app`` with the inline learner on ``folder/service.db``."""
+
+    def __init__(self, folder: Path, overrides: Mapping[str, Any], clock: Callable[[], float]):
+        from personalize.app import create_app
+        from personalize.config import load_settings
+
+        folder.mkdir(parents=True, exist_ok=True)
+        database = folder / "service.db"
+        database.unlink(missing_ok=True)
+        settings = load_settings(
+            {"database_url": f"sqlite:///{database}", "learner": "inline", "reward_wait_time": 3600.0,
+             **overrides},
+            env={},
+        )
+        self.app = create_app(settings, clock=clock)
+        self.client = self.app.test_client()
+
+    def rank(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.client.post(f"{PREFIX}/rank", json=body)
+        _check(response.status_code, response.get_json(silent=True), "rank")
+        return response.get_json()
+
+    def reward(self, event_id: str, value: float) -> None:
+        response = self.client.post(f"{PREFIX}/events/{event_id}/reward", json={"value": value})
+        _check(response.status_code, response.get_json(silent=True), "reward")
+
+    def status(self) -> dict[str, Any]:
+        response = self.client.get(f"{PREFIX}/status")
+        _check(response.status_code, response.get_json(silent=True), "status")
+        return response.get_json()
+
+    def close(self) -> None:
+        self.app.extensions["personalize"].close()
+
+
+class Http:
+    """A live server at ``url`` (for example ``http://127.0.0.1:5000``)."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def rank(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.session.post(f"{self.url}{PREFIX}/rank", json=body, timeout=self.timeout)
+        _check(response.status_code, response.text, "rank")
+        return response.json()
+
+    def reward(self, event_id: str, value: float) -> None:
+        response = self.session.post(f"{self.url}{PREFIX}/events/{event_id}/reward", json={"value": value},
+                                     timeout=self.timeout)
+        _check(response.status_code, response.text, "reward")
+
+    def status(self) -> dict[str, Any]:
+        response = self.session.get(f"{self.url}{PREFIX}/status", timeout=self.timeout)
+        _check(response.status_code, response.text, "status")
+        return response.json()
+
+    def close(self) -> None:
+        self.session.close()

@@ -160,7 +160,8 @@ class CandidateEngine:
         self._poll_inactive()
 
     def refresh(self) -> bool:
-        """Pick up newer stored models, refit those older than the refresh interval; True if anything changed."""
+        """Pick up newer stored models, refit those older than the refresh interval; True if a model changed."""
+        self._poll_inactive()
         with self._refresh_lock:
             models = self._read_models()
             if self._snapshot is not None and models.model_ids == self._snapshot.model_ids:
@@ -258,9 +259,9 @@ class CandidateEngine:
         trained_at: dict[str, float] = {}
         stale: list[str] = []
         with self.sessions() as session:
-            newest = dict(session.execute(
+            newest = {name: row_id for name, row_id in session.execute(
                 select(GeneratorModel.name, func.max(GeneratorModel.id)).group_by(GeneratorModel.name)
-            ).tuples())
+            )}
             for name, cls in generator_classes().items():
                 row_id = newest.get(name)
                 if current is not None and row_id is not None and current.model_ids.get(name) == row_id:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
-DEFAULT_LEARNING_POLICY = "--cb_explore_adf --cb_type mtr -q :: --power_t 0 -l 0.05"
+DEFAULT_LEARNING_POLICY = "--cb_explore_adf --cb_type mtr -q :: --power_t 0 -l 0.01"
 
 
 class SettingsError(ValueError):
@@ -69,6 +69,9 @@ class Settings:
     )
     learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner sleeps when it has nothing to do."})
     learner_batch: int = field(default=2000, metadata={"help": "Most events learned before a snapshot is published."})
+    learner_lease_seconds: float = field(
+        default=10.0, metadata={"help": "A learner that stops renewing its lease for this long is replaced by another."}
+    )
     model_poll_interval: float = field(
         default=0.1, metadata={"help": "Seconds between a ranker's checks for a newer model snapshot."}
     )

@@ -36,15 +36,18 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            # IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades mid-transaction.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front (IMMEDIATE): no deadlock-prone upgrades mid-transaction.
+            # Readers (execution option readonly=True) start deferred and never block writers in WAL.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, readonly: bool = False) -> sessionmaker[Session]:
+    """Sessions for writing, or (``readonly``) for reading without taking SQLite's write lock."""
+    bind = engine.execution_options(readonly=True) if readonly else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:

@@ -69,16 +69,21 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
 def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.items():
-        child = f"{path}.{key}"
-        if not key:
-            raise FeatureError(f"{path} has an empty feature name; name every feature.", path)
-        if key.startswith("_"):
-            raise FeatureError(
-                f"{child}: feature names may not start with '_' (VW reserves them); rename the feature.", child
-            )
-        if len(key) > MAX_KEY_LENGTH:
+        if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
+            child = f"{path}.{key}"
+            if not key:
+                raise FeatureError(f"{path} has an empty feature name; name every feature.", path)
+            if key[0] == "_":
+                raise FeatureError(f"{child}: feature names may not start with '_' (VW reserves them); rename the feature.", child)
             raise FeatureError(f"{child[:80]}...: feature names are limited to {MAX_KEY_LENGTH} characters.", path)
-        out[key] = _clean_value(value, child, depth)
+        kind = type(value)
+        # Fast path for the common scalar cases; everything else goes through _clean_value.
+        if kind is str and len(value) <= MAX_STRING_LENGTH or kind is int or kind is bool or value is None:
+            out[key] = value
+        elif kind is float and math.isfinite(value):
+            out[key] = value
+        else:
+            out[key] = _clean_value(value, f"{path}.{key}", depth)
     return out
 
 
@@ -107,7 +112,11 @@ def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
         item_path = f"{path}[{i}]"
         if not isinstance(obj, dict):
             raise FeatureError(f"{item_path} must be a JSON object, not {type(obj).__name__}.", item_path)
-        _merge(merged, _clean_object(obj, item_path, 1), path)
+        cleaned = _clean_object(obj, item_path, 1)
+        if merged:
+            _merge(merged, cleaned, path)
+        else:
+            merged = cleaned
     if ACTION_ID_NAMESPACE in merged:
         raise FeatureError(f"{path}.{ACTION_ID_NAMESPACE} is reserved by the service; rename it.", path)
     return merged

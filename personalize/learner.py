@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from personalize import store
 from personalize.config import Settings
+from personalize.db import make_sessionmaker
 from personalize.dsjson import event_line
 
 __all__ = ["Learner"]
 
 log = logging.getLogger(__name__)
-
-LEASE_TTL = 10.0
 
 
 class Learner:
@@ -40,6 +39,7 @@ class Learner:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.readonly = make_sessionmaker(sessions.kw["bind"].engine, readonly=True)
         self.clock = clock
         self.on_publish = on_publish
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -56,10 +56,11 @@ class Learner:
     # -- lifecycle -----------------------------------------------------------------
     def _acquire(self) -> bool:
         """Hold the learner lease (renewed every few seconds); restore state when newly taken."""
-        if self._has_lease and time.monotonic() - self._lease_checked < LEASE_TTL / 3:
+        ttl = self.settings.learner_lease_seconds
+        if self._has_lease and time.monotonic() - self._lease_checked < ttl / 3:
             return True
         with self.sessions.begin() as session:
-            got = store.acquire_lease(session, self.owner, time.time(), LEASE_TTL)
+            got = store.acquire_lease(session, self.owner, time.time(), ttl)
         self._lease_checked = time.monotonic()
         if got and not self._has_lease:
             self._restore()
@@ -92,10 +93,15 @@ class Learner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and hand the lease back, so a successor starts at once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._has_lease:
+            with self._lock, self.sessions.begin() as session:
+                store.release_lease(session, self.owner)
+            self._has_lease = False
 
     def run(self) -> None:
         """Learn until stopped; sleep when there is nothing ready."""
@@ -121,11 +127,14 @@ class Learner:
                 return 0
             assert self._workspace is not None and self._parser is not None
             version = self.version + 1
+            with self.readonly() as session:
+                if not store.any_ready(session, self.clock()):
+                    return 0
             with self.sessions.begin() as session:
                 seqs = store.claim_ready(session, self.clock(), version, self.settings.learner_batch)
             if not seqs:
                 return 0
-            with self.sessions() as session:
+            with self.readonly() as session:
                 joined = store.claimed_with_rewards(
                     session, seqs, self.settings.reward_aggregation, self.settings.default_reward
                 )

@@ -146,6 +146,7 @@ class Service:
         self.engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
         upgrade_schema(self.engine)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.readonly: sessionmaker[Session] = make_sessionmaker(self.engine, readonly=True)
         self.ranker = Ranker(settings.vw_args)
         self.learner: Learner | None = None
         self.candidates: Any = None  # a CandidateEngine when generators are enabled
@@ -178,7 +179,7 @@ class Service:
         self.engine.dispose()
 
     def _load_latest_model(self) -> None:
-        with self.sessions() as session:
+        with self.readonly() as session:
             version = store.latest_version(session)
             if version > self.ranker.version:
                 snapshot = store.latest_snapshot(session)
@@ -252,7 +253,7 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        with self.sessions() as session:
+        with self.readonly() as session:
             counts = store.status_counts(session, now)
             snapshot = store.latest_snapshot(session)
         s = self.settings

@@ -25,20 +25,22 @@ from personalize.api.errors import ApiError
 from personalize.models import Event, Interaction, LearnerLease, ModelSnapshot, Reward
 
 __all__ = [
-    "insert_event", "add_reward", "activate_event", "claim_ready", "claimed_with_rewards",
-    "publish_snapshot", "latest_snapshot", "latest_version", "release_claims", "acquire_lease",
+    "insert_event", "add_reward", "any_ready", "activate_event", "claim_ready", "claimed_with_rewards",
+    "publish_snapshot", "latest_snapshot", "latest_version", "release_claims", "acquire_lease", "release_lease",
     "status_counts", "iter_events", "JoinedEvent",
 ]
 
 
+_INSERT_EVENT = insert(Event)  # compiled once, reused with bound parameters
+
+
 def insert_event(session: Session, values: dict[str, Any]) -> None:
-    """Store a ranked event; a reused event id is a 409 (never an overwrite)."""
-    exists = session.execute(select(Event.seq).where(Event.event_id == values["event_id"])).first()
-    if exists is not None:
-        raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId")
+    """Store a ranked event; a reused event id is a 409 (never an overwrite).
+
+    On a 409 the session's transaction is spoiled; the caller's ``begin()`` block rolls it back.
+    """
     try:
-        with session.begin_nested():
-            session.execute(insert(Event).values(**values))
+        session.connection().execute(_INSERT_EVENT, values)
     except IntegrityError:
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
@@ -91,6 +93,12 @@ def activate_event(session: Session, event_id: str, now: float, wait: float, agg
     event.activated_at = now
     event.wait_until = now + wait
     event.ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
+
+
+def any_ready(session: Session, now: float) -> bool:
+    """Cheap read-only check the learner makes before it takes the write lock."""
+    query = select(Event.seq).where(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= now).limit(1)
+    return session.execute(query).first() is not None
 
 
 def claim_ready(session: Session, now: float, version: int, limit: int) -> list[int]:
@@ -189,6 +197,10 @@ def acquire_lease(session: Session, owner: str, now: float, ttl: float) -> bool:
     return True
 
 
+def release_lease(session: Session, owner: str) -> None:
+    session.execute(update(LearnerLease).where(LearnerLease.id == 1, LearnerLease.owner == owner).values(expires_at=0.0))
+
+
 def status_counts(session: Session, now: float) -> dict[str, Any]:
     """Counts a user checks first when "it isn't learning"."""
     e = Event
@@ -221,19 +233,32 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
 
 def iter_events(
     session: Session, since: float | None = None, until: float | None = None, learned_only: bool = True,
-    batch: int = 1000,
 ) -> Iterator[Event]:
-    """Events in rank order (streamed in batches), optionally only the learned ones."""
-    last = 0
-    while True:
-        query = select(Event).where(Event.seq > last).order_by(Event.seq).limit(batch)
+    """Events in the order the learner learned them (snapshot by snapshot, claim order within
+    one), then, unless ``learned_only``, the events not learned yet in rank order.
+
+    Replaying them in this order through a fresh VW reproduces the service's model.
+    """
+
+    def window(query: Any) -> Any:
         if since is not None:
             query = query.where(Event.created_at >= since)
         if until is not None:
             query = query.where(Event.created_at < until)
-        if learned_only:
-            query = query.where(Event.learned_version.is_not(None))
-        rows = list(session.execute(query).scalars())
+        return query
+
+    versions = session.execute(
+        select(Event.learned_version).where(Event.learned_version.is_not(None)).distinct().order_by(Event.learned_version)
+    ).scalars().all()
+    for version in versions:
+        query = select(Event).where(Event.learned_version == version).order_by(Event.ready_at, Event.seq)
+        yield from session.execute(window(query)).scalars()
+    if learned_only:
+        return
+    last = 0
+    while True:
+        query = select(Event).where(Event.learned_version.is_(None), Event.seq > last).order_by(Event.seq).limit(1000)
+        rows = list(session.execute(window(query)).scalars())
         if not rows:
             return
         yield from rows

@@ -64,13 +64,16 @@ class GeneratorContract:
     def make_generator(self) -> Generator:
         raise NotImplementedError("return a new, unfitted generator")
 
-    @pytest.fixture
-    def data(self) -> TrainingData:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def data(cls) -> TrainingData:
         return synthetic_data()
 
-    @pytest.fixture
-    def fitted(self, data: TrainingData) -> Generator:
-        generator = self.make_generator()
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fitted(cls, data: TrainingData) -> Generator:
+        """Fitted once per test class: the tests only read it."""
+        generator = cls().make_generator()
         generator.fit(data)
         return generator
 

@@ -8,6 +8,7 @@ tests instead of skipping them.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -141,7 +142,8 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        self.env = {**os.environ, "PERSONALIZE_REWARD_WAIT_TIME": "30", "PERSONALIZE_LEARNER_INTERVAL": "0.02", **(env or {})}
+        self.env = {**os.environ, "PERSONALIZE_REWARD_WAIT_TIME": "30", "PERSONALIZE_LEARNER_INTERVAL": "0.02",
+                    "PERSONALIZE_LEARNER_LEASE_SECONDS": "2", **(env or {})}
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -149,7 +151,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "personalize", "--log-level", "WARNING", "serve", "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--workers", str(self.workers)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -165,8 +167,8 @@ class LiveServer:
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
             return
-        if kill:
-            self.process.kill()
+        if kill:  # a crash: SIGKILL the master and its workers at once, no shutdown hooks
+            os.killpg(self.process.pid, signal.SIGKILL)
         else:
             self.process.terminate()
         self.process.wait(20)

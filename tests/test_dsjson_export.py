@@ -1,0 +1,52 @@
+"""Exported DSJSON trains a fresh VW into the same model the service learned online."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import vowpal_wabbit_next as vw
+from click.testing import CliRunner
+
+from personalize.cli import cli
+from personalize.features import build_context, merge_feature_list
+
+ACTIONS = [{"id": a, "features": [{"item": {"kind": a, "price": i}}]} for i, a in enumerate("abcdef")]
+SEGMENTS = ["x", "y", "z"]
+
+
+def test_export_replays_to_the_same_predictions(make_app: Any, clock: Any, tmp_path: Path) -> None:
+    app = make_app(clock=clock, start=False, reward_aggregation="sum", reward_wait_time=5)
+    client, service = app.test_client(), app.extensions["personalize"]
+    for i in range(150):
+        segment = SEGMENTS[i % 3]
+        out = client.post("/personalizer/v1.0/rank", json={"contextFeatures": [{"user": {"seg": segment}}], "actions": ACTIONS}).json
+        if i % 4:
+            value = 1.0 if out["rewardActionId"] == "abcdef"[i % 3] else -0.5
+            client.post(f"/personalizer/v1.0/events/{out['eventId']}/reward", json={"value": value})
+        clock.advance(1.0)
+        if i % 25 == 0:
+            service.learner.step()
+    clock.advance(10)
+    service.learner.step()
+
+    out_file = tmp_path / "events.dsjson"
+    result = CliRunner().invoke(cli, ["logs", "export", "--format", "dsjson", "--output", str(out_file), "--database-url", service.settings.resolved_database_url])
+    assert result.exit_code == 0, result.output
+    lines = out_file.read_text().splitlines()
+    assert len(lines) == 150
+    first = json.loads(lines[0])
+    for key in ("_label_cost", "_label_probability", "_label_Action", "_labelIndex", "a", "c", "p", "EventId", "Timestamp", "VWState"):
+        assert key in first
+    assert "_multi" in first["c"]
+
+    replay = vw.Workspace(service.settings.vw_args)
+    parser = vw.DSJsonFormatParser(replay)
+    for line in lines:
+        replay.learn_one(parser.parse_json(line))
+
+    online = vw.Workspace(["--quiet"], model_data=service.learner._workspace.serialize())
+    for segment in SEGMENTS:
+        context = build_context(merge_feature_list([{"user": {"seg": segment}}], "c"),
+                                [(a["id"], merge_feature_list(a["features"], "a")) for a in ACTIONS], True)
+        line = '{"c":' + context + "}"
+        assert replay.predict_one(parser.parse_json(line)) == online.predict_one(vw.DSJsonFormatParser(online).parse_json(line))

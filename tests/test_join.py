@@ -1,0 +1,100 @@
+"""The reward join: wait time, default reward, earliest/sum aggregation, deferred activation."""
+
+from typing import Any
+
+from sqlalchemy import select
+
+from personalize.models import Event
+
+RANK = "/personalizer/v1.0/rank"
+ACTIONS = [{"id": "a", "features": [{"x": {"v": 1}}]}, {"id": "b", "features": [{"x": {"v": 2}}]}]
+
+
+def setup(make_app: Any, clock: Any, **settings: Any) -> tuple[Any, Any]:
+    app = make_app(clock=clock, start=False, reward_wait_time=10, default_reward=0.25, **settings)
+    return app.test_client(), app.extensions["personalize"]
+
+
+def rank(client: Any, event_id: str, **extra: Any) -> None:
+    assert client.post(RANK, json={"actions": ACTIONS, "eventId": event_id, **extra}).status_code == 201
+
+
+def reward(client: Any, event_id: str, value: float) -> Any:
+    return client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": value})
+
+
+def learned(service: Any, event_id: str) -> tuple[int | None, float | None]:
+    with service.sessions() as session:
+        event = session.execute(select(Event).where(Event.event_id == event_id)).scalar_one()
+    return event.learned_version, event.learned_reward
+
+
+def test_earliest_learns_at_the_first_reward(make_app: Any, clock: Any, database_url: str) -> None:
+    client, service = setup(make_app, clock, database_url=database_url)
+    rank(client, "e1")
+    assert service.learner.step() == 0  # nothing ready: no reward, wait not over
+    assert reward(client, "e1", 0.5).status_code == 204
+    assert service.learner.step() == 1
+    assert learned(service, "e1") == (1, 0.5)
+    assert reward(client, "e1", 1.0).status_code == 204  # kept, not counted
+    status = client.get("/personalizer/v1.0/status").json
+    assert status["rewards"] == {"received": 2, "notCounted": 1}
+    assert status["model"]["version"] == 1 and status["events"]["learned"] == 1
+
+
+def test_default_reward_after_the_wait(make_app: Any, clock: Any) -> None:
+    client, service = setup(make_app, clock)
+    rank(client, "e1")
+    clock.advance(9.9)
+    assert service.learner.step() == 0
+    clock.advance(0.2)
+    assert service.learner.step() == 1
+    assert learned(service, "e1") == (1, 0.25)
+
+
+def test_reward_after_the_wait_is_refused(make_app: Any, clock: Any) -> None:
+    client, service = setup(make_app, clock)
+    rank(client, "e1")
+    clock.advance(11)
+    response = reward(client, "e1", 1.0)
+    assert response.status_code == 409 and response.json["error"]["code"] == "RewardWindowClosed"
+
+
+def test_sum_waits_and_adds_rewards(make_app: Any, clock: Any, database_url: str) -> None:
+    client, service = setup(make_app, clock, reward_aggregation="sum", database_url=database_url)
+    rank(client, "e1")
+    assert reward(client, "e1", 0.5).status_code == 204
+    assert reward(client, "e1", 0.25).status_code == 204
+    assert service.learner.step() == 0
+    clock.advance(10.5)
+    assert service.learner.step() == 1
+    assert learned(service, "e1") == (1, 0.75)
+
+
+def test_deferred_events_learn_only_once_activated(make_app: Any, clock: Any) -> None:
+    client, service = setup(make_app, clock)
+    rank(client, "never", deferActivation=True)
+    rank(client, "later", deferActivation=True)
+    assert reward(client, "never", 1.0).status_code == 204
+    assert reward(client, "later", 1.0).status_code == 204
+    clock.advance(100)
+    assert service.learner.step() == 0
+    assert client.get("/personalizer/v1.0/status").json["events"]["deferredNotActivated"] == 2
+    assert client.post("/personalizer/v1.0/events/later/activate").status_code == 204
+    assert client.post("/personalizer/v1.0/events/later/activate").status_code == 204  # idempotent
+    assert service.learner.step() == 1
+    assert learned(service, "later") == (1, 1.0)
+    assert learned(service, "never") == (None, None)
+
+
+def test_unknown_events_are_404(make_app: Any, clock: Any) -> None:
+    client, _ = setup(make_app, clock)
+    assert reward(client, "ghost", 1.0).status_code == 404
+    assert client.post("/personalizer/v1.0/events/ghost/activate").status_code == 404
+
+
+def test_event_ids_with_slashes(make_app: Any, clock: Any) -> None:
+    client, service = setup(make_app, clock)
+    rank(client, "a/b c")
+    assert client.post("/personalizer/v1.0/events/a%2Fb%20c/reward", json={"value": 1}).status_code == 204
+    assert service.learner.step() == 1

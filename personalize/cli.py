@@ -76,13 +76,13 @@ def serve(host: str, port: int, workers: int, threads: int, config_file: str | N
 @settings_options
 def learn(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the learner as its own process (for several server processes or machines)."""
-    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+    from personalize.db import Database
     from personalize.learner import Learner
 
     settings = settings_from(config_file, database_url, data_dir)
-    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
-    upgrade_schema(engine)
-    learner = Learner(settings, make_sessionmaker(engine))
+    database = Database(settings.resolved_database_url, settings.sqlite_synchronous)
+    database.upgrade()
+    learner = Learner(settings, database)
     signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
     click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")
     learner.start()

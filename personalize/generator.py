@@ -133,12 +133,14 @@ class ScoringGenerator(Generator):
     def user_row(self, user_id: str | None) -> int | None:
         return None if user_id is None else self.user_index.get(user_id)
 
-    def candidates(self, request: CandidateRequest, n: int) -> list[ScoredItem]:
+    def top(self, request: CandidateRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Catalog positions and scores of the best ``n`` proposable items, best first (for blending in NumPy)."""
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0))
         if n <= 0 or len(self.item_ids) == 0:
-            return []
+            return empty
         raw = self.scores(request)
         if raw is None:
-            return []
+            return empty
         scores = np.where(self.active, np.asarray(raw, dtype=np.float64), -np.inf)
         row = self.user_row(request.user_id)
         if row is not None:
@@ -149,8 +151,12 @@ class ScoringGenerator(Generator):
                 scores[index] = -np.inf
         finite = np.flatnonzero(np.isfinite(scores))
         if finite.size == 0:
-            return []
+            return empty
         k = min(n, finite.size)
         top = finite[np.argpartition(-scores[finite], k - 1)[:k]] if k < finite.size else finite
         top = top[np.lexsort((top, -scores[top]))]  # best first, ties by catalog order: deterministic
-        return [ScoredItem(str(self.item_ids[i]), float(scores[i])) for i in top]
+        return top, scores[top]
+
+    def candidates(self, request: CandidateRequest, n: int) -> list[ScoredItem]:
+        positions, scores = self.top(request, n)
+        return [ScoredItem(item, score) for item, score in zip(self.item_ids[positions].tolist(), scores.tolist())]

@@ -17,11 +17,10 @@ import time
 from typing import Callable
 
 import vowpal_wabbit_next as vw
-from sqlalchemy.orm import Session, sessionmaker
 
 from personalize import store
 from personalize.config import Settings
-from personalize.db import make_sessionmaker
+from personalize.db import Database
 from personalize.dsjson import event_line
 
 __all__ = ["Learner"]
@@ -33,13 +32,12 @@ class Learner:
     def __init__(
         self,
         settings: Settings,
-        sessions: sessionmaker[Session],
+        db: Database,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.sessions = sessions
-        self.readonly = make_sessionmaker(sessions.kw["bind"].engine, readonly=True)
+        self.db = db
         self.clock = clock
         self.on_publish = on_publish
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -59,7 +57,7 @@ class Learner:
         ttl = self.settings.learner_lease_seconds
         if self._has_lease and time.monotonic() - self._lease_checked < ttl / 3:
             return True
-        with self.sessions.begin() as session:
+        with self.db.write() as session:
             got = store.acquire_lease(session, self.owner, time.time(), ttl)
         self._lease_checked = time.monotonic()
         if got and not self._has_lease:
@@ -70,7 +68,7 @@ class Learner:
     def _restore(self) -> None:
         """Resume from the newest snapshot; release claims a crashed learner left behind."""
         args = " ".join(self.settings.vw_args)
-        with self.sessions.begin() as session:
+        with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
         if released:
@@ -99,9 +97,12 @@ class Learner:
             self._thread.join(timeout)
             self._thread = None
         if self._has_lease:
-            with self._lock, self.sessions.begin() as session:
-                store.release_lease(session, self.owner)
             self._has_lease = False
+            try:
+                with self._lock, self.db.write() as session:
+                    store.release_lease(session, self.owner)
+            except Exception:  # database gone at shutdown: the lease simply expires
+                log.warning("could not release the learner lease; it expires in %ss", self.settings.learner_lease_seconds)
 
     def run(self) -> None:
         """Learn until stopped; sleep when there is nothing ready."""
@@ -127,14 +128,14 @@ class Learner:
                 return 0
             assert self._workspace is not None and self._parser is not None
             version = self.version + 1
-            with self.readonly() as session:
+            with self.db.read() as session:
                 if not store.any_ready(session, self.clock()):
                     return 0
-            with self.sessions.begin() as session:
+            with self.db.write() as session:
                 seqs = store.claim_ready(session, self.clock(), version, self.settings.learner_batch)
             if not seqs:
                 return 0
-            with self.readonly() as session:
+            with self.db.read() as session:
                 joined = store.claimed_with_rewards(
                     session, seqs, self.settings.reward_aggregation, self.settings.default_reward
                 )
@@ -142,7 +143,7 @@ class Learner:
                 self._workspace.learn_one(self._parser.parse_json(event_line(item.event, item.reward)))
             model = self._workspace.serialize()
             self.events_learned += len(joined)
-            with self.sessions.begin() as session:
+            with self.db.write() as session:
                 store.publish_snapshot(
                     session, version, model, " ".join(self.settings.vw_args), self.events_learned,
                     self.clock(), joined, self.settings.snapshots_kept,

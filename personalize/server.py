@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -10,8 +10,9 @@ __all__ = ["run_server"]
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], app_factory: Callable[[], Any]) -> None:
         self.options = options
+        self.app_factory = app_factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -20,9 +21,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Runs in each worker after the fork: every worker builds its own Service.
-        from personalize.app import create_app
-
-        return create_app()
+        return self.app_factory()
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
@@ -32,7 +31,13 @@ def _worker_exit(server: Any, worker: Any) -> None:
         service.close()
 
 
-def run_server(host: str, port: int, workers: int, threads: int) -> None:
+def _default_app() -> Any:
+    from personalize.app import create_app
+
+    return create_app()
+
+
+def run_server(host: str, port: int, workers: int, threads: int, app_factory: Callable[[], Any] = _default_app) -> None:
     _Server({
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -42,4 +47,4 @@ def run_server(host: str, port: int, workers: int, threads: int) -> None:
         "graceful_timeout": 15,
         "accesslog": None,
         "worker_exit": _worker_exit,
-    }).run()
+    }, app_factory).run()

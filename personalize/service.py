@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from personalize import store
 from personalize.api.errors import ApiError
 from personalize.config import Settings
-from personalize.db import make_engine, make_sessionmaker, upgrade_schema
+from personalize.db import Database
 from personalize.features import build_context, merge_feature_list
 from personalize.learner import Learner
 from personalize.ranker import Ranker
@@ -143,10 +143,10 @@ class Service:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
-        upgrade_schema(self.engine)
-        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
-        self.readonly: sessionmaker[Session] = make_sessionmaker(self.engine, readonly=True)
+        self.db = Database(settings.resolved_database_url, settings.sqlite_synchronous)
+        self.db.upgrade()
+        self.engine = self.db.engine
+        self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args)
         self.learner: Learner | None = None
         self.candidates: Any = None  # a CandidateEngine when generators are enabled
@@ -155,7 +155,7 @@ class Service:
         self._watcher: threading.Thread | None = None
         self._load_latest_model()
         if settings.learner in ("thread", "inline"):
-            self.learner = Learner(settings, self.sessions, clock, on_publish=self.ranker.load)
+            self.learner = Learner(settings, self.db, clock, on_publish=self.ranker.load)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -176,10 +176,10 @@ class Service:
             self._watcher.join(5)
         if self.candidates is not None:
             self.candidates.stop()
-        self.engine.dispose()
+        self.db.dispose()
 
     def _load_latest_model(self) -> None:
-        with self.readonly() as session:
+        with self.db.read() as session:
             version = store.latest_version(session)
             if version > self.ranker.version:
                 snapshot = store.latest_snapshot(session)
@@ -219,7 +219,7 @@ class Service:
             wait_until=None if request.defer else now + wait,
             ready_at=None if request.defer else now + wait,
         )
-        with self.sessions.begin() as session:
+        with self.db.write() as session:
             store.insert_event(session, values)
         ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
         provenance = request.extra.get("generators")
@@ -230,12 +230,12 @@ class Service:
 
     def reward(self, event_id: str, body: Any) -> None:
         value = parse_reward_value(body, self.settings)
-        with self.sessions.begin() as session:
+        with self.db.write() as session:
             store.add_reward(session, event_id, value, self.clock(), self.settings.reward_aggregation)
         self._learn_inline()
 
     def activate(self, event_id: str) -> None:
-        with self.sessions.begin() as session:
+        with self.db.write() as session:
             store.activate_event(session, event_id, self.clock(), self.settings.reward_wait_time, self.settings.reward_aggregation)
         self._learn_inline()
 
@@ -253,7 +253,7 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        with self.readonly() as session:
+        with self.db.read() as session:
             counts = store.status_counts(session, now)
             snapshot = store.latest_snapshot(session)
         s = self.settings

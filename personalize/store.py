@@ -32,6 +32,7 @@ __all__ = [
 
 
 _INSERT_EVENT = insert(Event)  # compiled once, reused with bound parameters
+_INSERT_REWARD = insert(Reward)
 
 
 def insert_event(session: Session, values: dict[str, Any]) -> None:
@@ -45,11 +46,18 @@ def insert_event(session: Session, values: dict[str, Any]) -> None:
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
 
-def _event_for_update(session: Session, event_id: str) -> Event:
-    event = session.execute(select(Event).where(Event.event_id == event_id).with_for_update()).scalar_one_or_none()
-    if event is None:
+_JOIN_COLUMNS = (Event.seq, Event.wait_until, Event.ready_at, Event.claimed_version, Event.reward_count, Event.user_id)
+
+
+def _join_state(session: Session, event_id: str) -> Any:
+    """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock)."""
+    query = select(*_JOIN_COLUMNS).where(Event.event_id == event_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    if row is None:
         raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
-    return event
+    return row
 
 
 def add_reward(session: Session, event_id: str, value: float, now: float, aggregation: str) -> bool:
@@ -58,7 +66,7 @@ def add_reward(session: Session, event_id: str, value: float, now: float, aggreg
     Refuses (409) rewards that arrive after the event's reward wait has ended, and, with
     ``sum`` aggregation, rewards for an event the learner has already taken.
     """
-    event = _event_for_update(session, event_id)
+    event = _join_state(session, event_id)
     if event.wait_until is not None and now > event.wait_until:
         raise ApiError(
             409, "RewardWindowClosed",
@@ -72,27 +80,30 @@ def add_reward(session: Session, event_id: str, value: float, now: float, aggreg
         counted = False
     elif aggregation == "earliest" and event.reward_count > 0:
         counted = False  # earliest: only the first reward is learned; later ones are kept for the record
-    session.execute(insert(Reward).values(event_seq=event.seq, value=value, received_at=now, counted=counted))
+    connection = session.connection()
+    connection.execute(_INSERT_REWARD, {"event_seq": event.seq, "value": value, "received_at": now, "counted": counted})
     if counted:
-        event.reward_count += 1
+        changes: dict[str, Any] = {"reward_count": event.reward_count + 1}
         if aggregation == "earliest" and event.ready_at is not None:
-            event.ready_at = min(event.ready_at, now)
+            changes["ready_at"] = min(event.ready_at, now)
+        connection.execute(update(Event).where(Event.seq == event.seq).values(**changes))
     if event.user_id:
-        chosen = event.action_ids[event.chosen_index]
-        session.execute(insert(Interaction).values(
-            user_id=event.user_id, item_id=str(chosen), type="reward", value=value, timestamp=now, event_id=event_id,
+        action_ids, chosen = session.execute(select(Event.action_ids, Event.chosen_index).where(Event.seq == event.seq)).one()
+        connection.execute(insert(Interaction).values(
+            user_id=event.user_id, item_id=str(action_ids[chosen]), type="reward", value=value, timestamp=now, event_id=event_id,
         ))
     return counted
 
 
 def activate_event(session: Session, event_id: str, now: float, wait: float, aggregation: str) -> None:
     """Activate a deferred event: its reward wait starts now. Activating twice is harmless."""
-    event = _event_for_update(session, event_id)
-    if event.ready_at is not None or event.activated_at is not None:
+    event = _join_state(session, event_id)
+    if event.ready_at is not None:
         return
-    event.activated_at = now
-    event.wait_until = now + wait
-    event.ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
+    ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
+    session.connection().execute(
+        update(Event).where(Event.seq == event.seq).values(activated_at=now, wait_until=now + wait, ready_at=ready_at)
+    )
 
 
 def any_ready(session: Session, now: float) -> bool:

@@ -93,7 +93,7 @@ def test_interrupted_learner_step_is_relearned_once(make_app: Any, clock: Any, d
         client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1})
     with service.sessions.begin() as session:  # a learner claims the events, then dies before publishing
         assert len(store.claim_ready(session, clock(), 1, 100)) == 5
-    fresh = Learner(service.settings, service.sessions, clock)
+    fresh = Learner(service.settings, service.db, clock)
     assert fresh.step() == 5
     assert fresh.step() == 0
     with service.sessions() as session:
@@ -105,8 +105,8 @@ def test_interrupted_learner_step_is_relearned_once(make_app: Any, clock: Any, d
 def test_only_one_learner_holds_the_lease(make_app: Any, clock: Any) -> None:
     app = make_app(clock=clock, start=False)
     service = app.extensions["personalize"]
-    first = Learner(service.settings, service.sessions, clock)
-    second = Learner(service.settings, service.sessions, clock)
+    first = Learner(service.settings, service.db, clock)
+    second = Learner(service.settings, service.db, clock)
     client = app.test_client()
     event_id = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).json["eventId"]
     client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1})

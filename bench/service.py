@@ -1,0 +1,228 @@
+"""Service benchmark: `python bench/service.py [--seconds 10]`.
+
+Runs the real app under gunicorn (1 worker, 4 threads, SQLite in a temp folder) and loads
+it from separate client processes over loopback. Every number is printed as a ratio to a
+baseline measured in the same run (this machine is noisy) or next to its target:
+
+  rank throughput   (50 actions x 10 features, durably logged) / bare endpoint   >= 0.5
+  reward throughput / bare endpoint                                              >= 0.7
+  rank p99 latency at half the maximum rank load                                 <= 10 ms
+  learner throughput on the same 50-action events                                >= 5,000 events/s
+  reward-to-model delay (reward received -> served by a model that learned it)   <= 1 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ACTIONS = [{"id": f"item-{i}", "features": [{"item": {f"f{j}": round(0.1 * j + i, 3) for j in range(9)} | {"kind": f"k{i % 7}"}}]}
+           for i in range(50)]
+CONTEXT = [{"user": {"segment": "s1", "device": "mobile"}}, {"time": {"hour": 13}}]
+
+
+def rank_body(event_id: str | None = None) -> bytes:
+    body: dict[str, Any] = {"contextFeatures": CONTEXT, "actions": ACTIONS}
+    if event_id:
+        body["eventId"] = event_id
+    return json.dumps(body).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_app() -> Any:
+    """The real app plus a bare endpoint that reads the body and answers, for the baseline."""
+    from flask import request
+
+    from personalize.app import create_app
+
+    app = create_app()
+
+    @app.post("/bench/bare")
+    def bare():  # type: ignore[no-untyped-def]
+        request.get_data()
+        return {"ok": True}, 201
+
+    return app
+
+
+def serve(port: int, data_dir: str) -> None:
+    os.environ.update({"PERSONALIZE_DATA_DIR": data_dir, "PERSONALIZE_REWARD_WAIT_TIME": "600"})
+    from personalize.server import run_server
+
+    run_server("127.0.0.1", port, workers=1, threads=4, app_factory=bench_app)
+
+
+def _client(port: int, kind: str, seconds: float, rate: float, event_ids: list[str], out: Any) -> None:
+    """One load process: closed loop (rate 0) or open loop at ``rate`` requests/s."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json"}
+    latencies: list[float] = []
+    reward = json.dumps({"value": 1.0}).encode()
+    bare_body = rank_body()
+    start = time.perf_counter()
+    sent = 0
+    while True:
+        now = time.perf_counter()
+        if now - start >= seconds:
+            break
+        if rate > 0:
+            scheduled = start + sent / rate
+            if scheduled > now:
+                time.sleep(scheduled - now)
+            t0 = scheduled  # latency from the scheduled time: no coordinated omission
+        else:
+            t0 = time.perf_counter()
+        if kind == "rank":
+            conn.request("POST", "/personalizer/v1.0/rank", body=rank_body(), headers=headers)
+        elif kind == "bare":
+            conn.request("POST", "/bench/bare", body=bare_body, headers=headers)
+        elif kind == "bare-small":
+            conn.request("POST", "/bench/bare", body=reward, headers=headers)
+        else:
+            if sent >= len(event_ids):
+                break
+            conn.request("POST", f"/personalizer/v1.0/events/{event_ids[sent]}/reward", body=reward, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status in (201, 204), response.status
+        latencies.append(time.perf_counter() - t0)
+        sent += 1
+    out.put((sent, time.perf_counter() - start, latencies))
+
+
+def load(port: int, kind: str, seconds: float, clients: int, rate: float = 0.0, event_ids: list[str] | None = None) -> tuple[float, list[float]]:
+    """Requests per second and all latencies, from ``clients`` processes."""
+    queue: Any = mp.Queue()
+    chunks = [(event_ids or [])[i::clients] for i in range(clients)]
+    procs = [mp.Process(target=_client, args=(port, kind, seconds, rate / clients, chunks[i], queue)) for i in range(clients)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    total = sum(r[0] for r in results)
+    elapsed = max(r[1] for r in results)
+    return total / elapsed, [x for r in results for x in r[2]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def status(port: int) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", "/personalizer/v1.0/status")
+    return json.loads(conn.getresponse().read())
+
+
+def learner_throughput(n: int) -> float:
+    """Events/s of Learner.step on n already-rewarded 50-action events (no HTTP involved)."""
+    from personalize.app import create_app
+    from personalize.config import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(load_settings({"data_dir": tmp, "learner_batch": n}, env={}), start=False)
+        service = app.extensions["personalize"]
+        body = json.loads(rank_body())
+        for i in range(n):
+            out = service.rank({**body, "eventId": f"e{i}"})
+            service.reward(out["eventId"], {"value": float(i % 3 == 0)})
+        t0 = time.perf_counter()
+        learned = service.learner.step()
+        elapsed = time.perf_counter() - t0
+        service.close()
+    assert learned == n, learned
+    return n / elapsed
+
+
+def reward_to_model_delay(port: int, trials: int) -> list[float]:
+    delays = []
+    for _ in range(trials):
+        event_id = uuid.uuid4().hex
+        post(port, "/personalizer/v1.0/rank", rank_body(event_id))
+        time.sleep(0.2)  # let earlier work settle so each trial measures one reward
+        before = status(port)["events"]["learned"]
+        t0 = time.perf_counter()
+        code, _ = post(port, f"/personalizer/v1.0/events/{event_id}/reward", json.dumps({"value": 1.0}).encode())
+        assert code == 204
+        while True:
+            s = status(port)
+            if s["events"]["learned"] > before and s["model"]["servingVersion"] == s["model"]["version"]:
+                break
+            time.sleep(0.002)
+        delays.append(time.perf_counter() - t0)
+    return delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each load phase")
+    parser.add_argument("--clients", type=int, default=4, help="client processes for the closed-loop phases")
+    parser.add_argument("--learner-events", type=int, default=5000)
+    args = parser.parse_args()
+
+    data_dir = tempfile.mkdtemp(prefix="personalize-bench-")
+    port = free_port()
+    server = mp.Process(target=serve, args=(port, data_dir), daemon=True)
+    server.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if post(port, "/bench/bare", b"{}")[0] == 201:
+                break
+        except OSError:
+            time.sleep(0.1)
+    print(f"server: gunicorn 1 worker x 4 threads, SQLite in {data_dir}; {args.clients} client processes; {args.seconds:.0f}s per phase")
+
+    load(port, "rank", 1.0, args.clients)  # warm-up
+    bare_rps, _ = load(port, "bare", args.seconds, args.clients)
+    rank_rps, rank_lat = load(port, "rank", args.seconds, args.clients)
+    bare_small_rps, _ = load(port, "bare-small", args.seconds, args.clients)
+    event_ids = [json.loads(post(port, "/personalizer/v1.0/rank", rank_body())[1])["eventId"] for _ in range(int(bare_small_rps * args.seconds * 1.2))]
+    reward_rps, _ = load(port, "reward", args.seconds, args.clients, event_ids=event_ids)
+    half_rps, half_lat = load(port, "rank", args.seconds, 2, rate=rank_rps / 2)
+    delays = reward_to_model_delay(port, 20)
+    server.terminate()
+    server.join(10)
+    learn_eps = learner_throughput(args.learner_events)
+
+    rows = [
+        ("rank throughput / bare (same body)", f"{rank_rps:.0f} / {bare_rps:.0f} req/s", rank_rps / bare_rps, ">= 0.5", rank_rps / bare_rps >= 0.5),
+        ("reward throughput / bare (small body)", f"{reward_rps:.0f} / {bare_small_rps:.0f} req/s", reward_rps / bare_small_rps, ">= 0.7", reward_rps / bare_small_rps >= 0.7),
+        ("rank p99 at half max load (ms)", f"{rank_rps / 2:.0f} req/s offered, p50 {1000 * percentile(half_lat, 0.5):.1f}", 1000 * percentile(half_lat, 0.99), "<= 10", percentile(half_lat, 0.99) <= 0.010),
+        ("learner throughput (events/s)", f"{args.learner_events} events, 50 actions", learn_eps, ">= 5000", learn_eps >= 5000),
+        ("reward-to-model delay p50 / max (s)", f"p50 {statistics.median(delays):.3f}", max(delays), "<= 1", max(delays) <= 1.0),
+    ]
+    print(f"{'measure':40s} {'detail':40s} {'value':>10s}  target   ok")
+    for name, detail, value, target, ok in rows:
+        print(f"{name:40s} {detail:40s} {value:10.3f}  {target:7s}  {'yes' if ok else 'NO'}")
+    print(f"(closed-loop rank latency p50 {1000 * percentile(rank_lat, 0.5):.1f} ms, p99 {1000 * percentile(rank_lat, 0.99):.1f} ms)")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

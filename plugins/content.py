@@ -58,7 +58,7 @@ class ContentGenerator(ScoringGenerator):
             query = self.profiles[row]
         if query.nnz == 0:
             return None
-        dense = (self.vectors @ query.T).toarray().ravel()
+        dense = self.vectors @ query.toarray().ravel()  # sparse x dense: one pass, no sparse result
         return np.where(dense > 0, dense, -np.inf)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from personalize.catalog import TrainingData
-from personalize.generator import CandidateRequest, Generator, ScoredItem, Source, normalized
-from personalize.hookspecs import hookimpl
-
 import numpy as np
+
+from personalize.catalog import TrainingData
+from personalize.generator import CandidateRequest, Generator, ScoredItem, ScoringGenerator, Source, normalized
+from personalize.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)
@@ -32,29 +32,47 @@ class HybridGenerator(Generator):
     name = "hybrid"
     Config = HybridConfig
     components: dict[str, Generator]
+    item_ids: np.ndarray
+    item_index: dict[str, int]
 
     def fit(self, data: TrainingData) -> None:
         from personalize.plugins import make_generator
 
+        self.item_ids = np.asarray(data.item_ids, dtype=object)
+        self.item_index = data.item_index
         self.components = {}
         for name in self.config.weights:
             component = make_generator(name)
             component.fit(data)
             self.components[name] = component
 
+    def _pool(self, component: Generator, request: CandidateRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(component, ScoringGenerator):  # fitted on the same data: same catalog positions
+            return component.top(request, n)
+        proposed = [(self.item_index[c.item_id], c.score) for c in component.candidates(request, n) if c.item_id in self.item_index]
+        return np.array([p for p, _ in proposed], dtype=np.int64), np.array([s for _, s in proposed], dtype=np.float64)
+
     def candidates(self, request: CandidateRequest, n: int) -> list[ScoredItem]:
-        if n <= 0:
+        if n <= 0 or len(self.item_ids) == 0:
             return []
-        blended: dict[str, float] = {}
-        sources: dict[str, list[Source]] = {}
+        blended = np.zeros(len(self.item_ids))
+        proposed = np.zeros(len(self.item_ids), dtype=bool)
+        pools = {}
         for name, component in self.components.items():
-            proposed = component.candidates(request, n * self.config.pool_factor)
-            scores = normalized(np.array([c.score for c in proposed]))
-            for rank, (item, score) in enumerate(zip(proposed, scores), start=1):
-                blended[item.item_id] = blended.get(item.item_id, 0.0) + self.config.weights[name] * float(score)
-                sources.setdefault(item.item_id, []).append(Source(name, float(score), rank))
-        order = sorted(blended, key=lambda item: -blended[item])[:n]  # stable: ties keep first-proposed order
-        return [ScoredItem(item, blended[item], tuple(sources[item])) for item in order]
+            positions, scores = self._pool(component, request, n * self.config.pool_factor)
+            norm = normalized(scores)
+            blended[positions] += self.config.weights[name] * norm  # positions are unique within a pool
+            proposed[positions] = True
+            pools[name] = (positions, norm)
+        candidates = np.flatnonzero(proposed)
+        top = candidates[np.lexsort((candidates, -blended[candidates]))][:n]  # ties by catalog order
+        wanted = set(top.tolist())
+        sources: dict[int, list[Source]] = {int(i): [] for i in top}
+        for name, (positions, norm) in pools.items():
+            for rank, (position, score) in enumerate(zip(positions.tolist(), norm.tolist()), start=1):
+                if position in wanted:
+                    sources[position].append(Source(name, score, rank))
+        return [ScoredItem(self.item_ids[i], float(blended[i]), tuple(sources[i])) for i in top.tolist()]
 
 
 @hookimpl

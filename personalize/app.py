@@ -7,7 +7,7 @@ from typing import Callable
 
 from flask import Flask
 
-from personalize.api import errors, events, rank, status
+from personalize.api import catalog, errors, events, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
 
@@ -25,7 +25,7 @@ def create_app(
     service = Service(settings, clock=clock)
     app.extensions["personalize"] = service
     errors.register_error_handlers(app)
-    for blueprint in (rank.bp, events.bp, status.bp):
+    for blueprint in (rank.bp, events.bp, status.bp, catalog.bp):
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     if start:

@@ -20,9 +20,11 @@ from personalize import store
 from personalize.api.errors import ApiError
 from personalize.config import Settings
 from personalize.db import Database
+from personalize.candidates import CandidateEngine, UnknownGeneratorError
 from personalize.features import build_context, merge_feature_list
 from personalize.learner import Learner
 from personalize.ranker import Ranker
+from personalize.sampling import seed_for
 
 __all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value"]
 
@@ -133,10 +135,6 @@ def parse_reward_value(body: Any, settings: Settings) -> float:
     return value
 
 
-#: Proposes candidate actions for a Rank call that has a userId and no actions (see personalize.candidates).
-CandidateSource = Callable[[RankRequest, dict[str, Any]], list[dict[str, Any]]]
-
-
 class Service:
     """The process-wide service: database, ranker, learner and (optionally) candidate generation."""
 
@@ -149,7 +147,9 @@ class Service:
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args)
         self.learner: Learner | None = None
-        self.candidates: Any = None  # a CandidateEngine when generators are enabled
+        self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
+        self._candidates_loaded = False
+        self._candidates_lock = threading.Lock()
         self._inline_calls = 0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -165,8 +165,6 @@ class Service:
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
-        if self.candidates is not None:
-            self.candidates.start_refresh()
 
     def close(self) -> None:
         self._stop.set()
@@ -194,12 +192,51 @@ class Service:
                 log.exception("could not load the newest model snapshot; will retry")
 
     # -- API operations ----------------------------------------------------------------
+    def _candidate_engine(self) -> CandidateEngine:
+        """The generators, loaded (or fitted) on first use; refreshed in the background after that."""
+        if self.candidates is None:
+            raise ApiError(422, "GeneratorsDisabled", "No candidate generators are enabled; send actions, or set PERSONALIZE_GENERATORS.", "actions")
+        if not self._candidates_loaded:
+            with self._candidates_lock:
+                if not self._candidates_loaded:
+                    self.candidates.load()
+                    if self.settings.generator_refresh_interval > 0 and not self._stop.is_set():
+                        self.candidates.start_refresh()
+                    self._candidates_loaded = True
+        return self.candidates
+
+    def _generate_actions(self, request: RankRequest, body: dict[str, Any]) -> None:
+        """Fill ``request.actions`` from the candidate generators (Rank by userId, no actions)."""
+        n = body.get("numCandidates", self.settings.num_candidates)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.settings.max_actions:
+            raise ApiError(400, "BadRequest", f"numCandidates must be an integer from 1 to {self.settings.max_actions}.", "numCandidates")
+        names = body.get("generators")
+        if names is not None and (not isinstance(names, list) or not names or not all(isinstance(x, str) and x for x in names)):
+            raise ApiError(400, "BadRequest", 'generators must be a non-empty array of generator names, e.g. ["item_knn", "popular"].', "generators")
+        engine = self._candidate_engine()
+        try:
+            proposed = engine.propose(request.user_id, body.get("contextFeatures"), n, names, None, seed_for(request.event_id))
+        except UnknownGeneratorError as exc:
+            raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to use the configured ones.", "generators") from None
+        if not proposed:
+            raise ApiError(422, "NoCandidates", "The generators proposed no items: import active items into the catalog first "
+                           "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
+        request.actions = [(c.item_id, merge_feature_list(c.features, f"candidates[{c.item_id}]")) for c in proposed]
+        request.extra["generators"] = {c.item_id: c.generators for c in proposed}
+        excluded = [e for e in request.excluded if e in {c.item_id for c in proposed}]
+        if len(excluded) == len(proposed):
+            raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
+
     def rank(self, body: Any) -> dict[str, Any]:
-        request = parse_rank_request(body, self.settings, actions_required=self.candidates is None)
+        request = parse_rank_request(body, self.settings, actions_required=False)
         if not request.actions:
             if request.user_id is None:
-                raise ApiError(400, "BadRequest", "Send actions, or a userId to rank generated candidates.", "actions")
-            self.candidates.fill(request, body)
+                raise ApiError(
+                    400, "BadRequest",
+                    "actions is required: send a non-empty array of {id, features}, or a userId and no actions to have "
+                    "candidates generated from the catalog.", "actions",
+                )
+            self._generate_actions(request, body)
         excluded = set(request.excluded)
         kept = [(a, f) for a, f in request.actions if a not in excluded]
         context_json = build_context(request.context, kept, self.settings.action_id_feature)
@@ -226,6 +263,11 @@ class Service:
         if provenance:
             for entry in ranking:
                 entry["generators"] = provenance.get(entry["id"], [])
+            if self.settings.serendipity > 0 and self.candidates is not None:
+                # Diversity-aware order of the tail: display only, the chosen action stays first.
+                order = self.candidates.diversify([e["id"] for e in ranking], self.settings.serendipity, keep=1)
+                by_id = {e["id"]: e for e in ranking}
+                ranking = [by_id[i] for i in order]
         return {"eventId": request.event_id, "rewardActionId": ranking[0]["id"], "ranking": ranking}
 
     def reward(self, event_id: str, body: Any) -> None:

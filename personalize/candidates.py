@@ -147,16 +147,12 @@ class CandidateEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def generator_names(self) -> list[str]:
-        return list(self._snapshot.generators) if self._snapshot else list(generator_classes())
-
     def load(self) -> None:
         """Load the newest stored model of every registered generator; fit (and store) those with none."""
         # Candidate scoring is many small matrix products per request: extra BLAS threads only contend.
         threadpool_limits(1, "blas")
         with self._refresh_lock:
-            self._swap(self._read_models())
+            self._snapshot = self._read_models()  # one assignment: rank calls see old or new, never half
         self._poll_inactive()
 
     def refresh(self) -> bool:
@@ -166,7 +162,7 @@ class CandidateEngine:
             models = self._read_models()
             if self._snapshot is not None and models.model_ids == self._snapshot.model_ids:
                 return False
-            self._swap(models)
+            self._snapshot = models
             return True
 
     def start_refresh(self) -> None:
@@ -242,9 +238,6 @@ class CandidateEngine:
     def _poll_inactive(self) -> None:
         with self.sessions() as session:
             self._inactive = frozenset(session.scalars(select(Item.id).where(Item.active.is_(False))))
-
-    def _swap(self, snapshot: _Snapshot) -> None:
-        self._snapshot = snapshot
 
     def _read_models(self) -> _Snapshot:
         """Newest stored model per generator; generators with none, or one older than the interval, are refit.

@@ -1,0 +1,138 @@
+"""``personalize simulate run|sweep|ope`` (registered through the register_commands hook)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from personalize.hookspecs import hookimpl
+
+__all__ = ["simulate", "register_commands"]
+
+
+def _config(config_file: str | None, seed: int | None, policies: str | None, mode: str | None,
+            settings: tuple[str, ...]):
+    from simulator.config import ConfigError, load_config
+    from simulator.sweep import parse_grid
+
+    try:
+        config = load_config(config_file)
+        sections: dict = {}
+        if seed is not None:
+            sections["seed"] = seed
+        run_changes = {}
+        if policies:
+            run_changes["policies"] = [p.strip() for p in policies.split(",") if p.strip()]
+        if mode:
+            run_changes["mode"] = mode
+        if run_changes:
+            sections["run"] = run_changes
+        if settings:
+            grid = parse_grid(settings)
+            if len(grid) != 1:
+                raise click.BadParameter("run takes one value per --set; use `simulate sweep` for grids")
+            sections["service"] = grid[0]
+            if "test" not in config.run.policies and "policies" not in run_changes:
+                sections["run"] = {**run_changes, "policies": [*config.run.policies, "test"]}
+        return config.with_overrides(**sections)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group("simulate")
+def simulate() -> None:
+    """Drive the service with simulated users: learning curves, regret, beyond-accuracy metrics, sweeps."""
+
+
+@simulate.command("run")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="Simulator TOML file (default: the MovieLens-calibrated world, see docs/simulator.md).")
+@click.option("--events", default=20_000, show_default=True, help="Rank+Reward events per policy.")
+@click.option("--seed", type=int, help="World seed (overrides the file's).")
+@click.option("--out", type=click.Path(file_okay=False), default="simulation", show_default=True,
+              help="Folder for metrics.json, curves.csv and the PNG plots.")
+@click.option("--policies", help="Comma-separated policies, e.g. uniform,popularity,default,oracle.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Service setting for the 'test' policy (repeatable), e.g. --set exploration=0.1.")
+@click.option("--url", help="Drive a live server (e.g. http://127.0.0.1:5000) instead of in-process services.")
+@click.option("--mode", type=click.Choice(["inline", "generator"]), help="Send actions, or rank by userId.")
+def run_command(config_file: str | None, events: int, seed: int | None, out: str, policies: str | None,
+                settings: tuple[str, ...], url: str | None, mode: str | None) -> None:
+    """Run every policy on the same simulated users and write metrics and plots."""
+    from simulator.runner import run, write_outputs
+
+    config = _config(config_file, seed, policies, mode, settings)
+    out_dir = Path(out)
+    result = run(config, events, out_dir / "services", url=url, progress=True)
+    written = write_outputs(result, out_dir)
+    oracle = result.summaries.get("oracle", {}).get("final_value")
+    click.echo(f"{'policy':<11} {'CTR':>6} {'final':>6} {'regret':>8} {'divers':>6} {'novel':>5} {'seren':>6} "
+               f"{'cover':>6}" + ("  final/oracle" if oracle else ""))
+    for name, s in result.summaries.items():
+        ratio = f"  {s['final_value'] / oracle:12.1%}" if oracle else ""
+        click.echo(f"{name:<11} {s['ctr']:6.3f} {s['final_ctr']:6.3f} {s['cumulative_regret']:8.1f} "
+                   f"{s['diversity']:6.3f} {s['novelty']:5.2f} {s['serendipity']:6.4f} {s['coverage']:6.3f}{ratio}")
+    for name, rate in result.service_events_per_second.items():
+        click.echo(f"service '{name}': {rate:,.0f} rank+reward events/s")
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@simulate.command("sweep")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="Simulator TOML file.")
+@click.option("--set", "settings", multiple=True, required=True, metavar="NAME=V1,V2,...",
+              help="A service setting and its values (repeatable; the grid is every combination).")
+@click.option("--events", default=5_000, show_default=True, help="Events per run.")
+@click.option("--repeats", default=3, show_default=True, help="Runs per cell (seeds seed, seed+1, ...).")
+@click.option("--jobs", default=2, show_default=True, help="Parallel processes.")
+@click.option("--seed", type=int, help="First seed (overrides the file's).")
+@click.option("--objective", type=click.Choice(["reward", "tradeoff"]), default="reward", show_default=True,
+              help="'reward': mean expected reward; 'tradeoff': reward + weighted diversity and serendipity.")
+@click.option("--diversity-weight", default=0.05, show_default=True, help="Weight of diversity in 'tradeoff'.")
+@click.option("--serendipity-weight", default=1.0, show_default=True, help="Weight of serendipity in 'tradeoff'.")
+@click.option("--mode", type=click.Choice(["inline", "generator"]), help="Send actions, or rank by userId.")
+@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True,
+              help="Folder for sweep.txt, sweep.csv and sweep.json.")
+def sweep_command(config_file: str | None, settings: tuple[str, ...], events: int, repeats: int, jobs: int,
+                  seed: int | None, objective: str, diversity_weight: float, serendipity_weight: float,
+                  mode: str | None, out: str) -> None:
+    """Run a grid of service settings on the same worlds and rank them, naming the recommended one."""
+    from personalize.config import SettingsError
+    from simulator.sweep import Objective, format_table, parse_grid, sweep, write_sweep
+
+    config = _config(config_file, seed, None, mode, ())
+    try:
+        grid = parse_grid(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    goal = Objective(diversity_weight, serendipity_weight) if objective == "tradeoff" else Objective()
+    try:
+        cells = sweep(config, grid, events, repeats, jobs, goal, progress=True)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    write_sweep(cells, goal, Path(out))
+    click.echo(format_table(cells, goal))
+
+
+@simulate.command("ope")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="Simulator TOML file.")
+@click.option("--events", default=50_000, show_default=True, help="Events logged by the service.")
+@click.option("--seed", type=int, help="World seed.")
+@click.option("--exploration", default=0.2, show_default=True, help="Exploration of the logging service.")
+@click.option("--target", "targets", multiple=True, help="VW learning policy to estimate (repeatable; "
+              "default: a documented set).")
+@click.option("--out", type=click.Path(file_okay=False), default="ope-validation", show_default=True,
+              help="Folder for the logging service's database.")
+def ope_command(config_file: str | None, events: int, seed: int | None, exploration: float,
+                targets: tuple[str, ...], out: str) -> None:
+    """Check the off-policy estimators against the simulator's ground truth (relative error per estimator)."""
+    from simulator.ope_validation import DEFAULT_TARGETS, format_report, log_with_truth, validate
+
+    config = _config(config_file, seed, None, None, ())
+    log = log_with_truth(config, events, Path(out), {"exploration": exploration}, progress=True)
+    click.echo(format_report(validate(log, targets or DEFAULT_TARGETS)))
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(simulate)

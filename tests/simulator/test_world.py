@@ -1,0 +1,49 @@
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from simulator.choice import attraction, clicks
+from simulator.items import build_catalog
+from simulator.users import build_population, fit_movielens_preferences
+from simulator.world import Traffic, World
+
+
+def test_preferences_are_fitted_on_movielens() -> None:
+    prefs = fit_movielens_preferences(20.0)
+    assert prefs.shape == (610, 19)
+    assert abs(prefs.std() - 1.0) < 1e-9
+
+
+def test_traffic_is_reproducible(small_config) -> None:
+    catalog = build_catalog(small_config.items, small_config.users, small_config.seed)
+    a = Traffic(small_config, catalog, 40)
+    b = Traffic(small_config, catalog, 40)
+    for step in range(50):
+        va, vb = a.visit(step), b.visit(step)
+        assert va.slot == vb.slot and np.array_equal(va.candidates, vb.candidates)
+        assert np.all(catalog.arrival[va.candidates] <= step)
+        assert len(set(va.candidates.tolist())) == small_config.run.actions
+
+
+def test_context_shifts_preferences(small_config) -> None:
+    catalog = build_catalog(small_config.items, small_config.users, small_config.seed)
+    population = build_population(small_config.users, small_config.seed)
+    world = World(small_config, catalog, population)
+    visit = Traffic(small_config, catalog, len(population)).visit(0)
+    morning = world.attractions(visit)
+    visit.time = (visit.time + 1) % len(small_config.context.times)
+    assert not np.allclose(morning, world.attractions(visit))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-4, 4), min_size=1, max_size=6), st.sampled_from(["position", "cascade"]))
+def test_top_slot_click_probability_is_its_attraction(utilities, model) -> None:
+    rng = np.random.default_rng(0)
+    a = attraction(np.array(utilities), 1.0)
+    draws = np.array([clicks(model, a, rng.random(len(a)), 1.0)[0] for _ in range(4000)])
+    assert abs(draws.mean() - a[0]) < 4 * np.sqrt(a[0] * (1 - a[0]) / 4000) + 1e-3
+
+
+def test_cascade_clicks_at_most_once() -> None:
+    a = np.full(5, 0.9)
+    assert clicks("cascade", a, np.full(5, 0.5), 1.0).sum() == 1
+    assert clicks("position", a, np.full(5, 0.1), 0.0).sum() == 5

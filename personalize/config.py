@@ -85,6 +85,10 @@ class Settings:
         default=0.1,
         metadata={"help": "Share (0..1) of generated candidates drawn from outside the user's usual profile."},
     )
+    diversity: float = field(
+        default=0.0,
+        metadata={"help": "Strength (0..1) of the diversity-aware ordering of a generated ranking's tail (display only)."},
+    )
     generator_refresh_interval: float = field(
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
     )
@@ -129,6 +133,8 @@ class Settings:
             raise SettingsError("learner must be 'thread', 'inline' or 'off'")
         if not 0.0 <= self.serendipity <= 1.0:
             raise SettingsError("serendipity must be between 0 and 1")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise SettingsError("diversity must be between 0 and 1")
         if self.num_candidates < 1:
             raise SettingsError("num_candidates must be at least 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):

@@ -263,9 +263,9 @@ class Service:
         if provenance:
             for entry in ranking:
                 entry["generators"] = provenance.get(entry["id"], [])
-            if self.settings.serendipity > 0 and self.candidates is not None:
+            if self.settings.diversity > 0 and self.candidates is not None:
                 # Diversity-aware order of the tail: display only, the chosen action stays first.
-                order = self.candidates.diversify([e["id"] for e in ranking], self.settings.serendipity, keep=1)
+                order = self.candidates.diversify([e["id"] for e in ranking], self.settings.diversity, keep=1)
                 by_id = {e["id"]: e for e in ranking}
                 ranking = [by_id[i] for i in order]
         return {"eventId": request.event_id, "rewardActionId": ranking[0]["id"], "ranking": ranking}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ def sweep(config: SimConfig, grid: Sequence[dict[str, Any]], events: int, repeat
     for settings in grid:  # fail fast, before starting processes, on a setting the service refuses
         load_settings({**config.service, **settings}, env={})
     tasks = [(config, settings, repeat, events) for settings in grid for repeat in range(repeats)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawn, not fork: a forked child can inherit locks held by the parent's threads (BLAS, SQLAlchemy) and hang
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(tqdm(pool.map(_one, tasks), total=len(tasks), disable=not progress, unit="run", desc="sweep"))
     cells = []
     for i, settings in enumerate(grid):

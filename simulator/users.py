@@ -51,8 +51,9 @@ def fit_movielens_preferences(prior_strength: float) -> np.ndarray:
     genre_counts = np.zeros((n_users, len(GENRES)))
     np.add.at(genre_counts, users, genres)
     rating_term = deviation / (genre_counts + m)
-    preferences = share_term + rating_term
-    return (preferences - preferences.mean(axis=0)) / preferences.std()
+    centered = share_term + rating_term
+    centered -= centered.mean(axis=0)
+    return centered / centered.std()
 
 
 @dataclass

@@ -11,8 +11,7 @@ from personalize.hookspecs import hookimpl
 __all__ = ["simulate", "register_commands"]
 
 
-def _config(config_file: str | None, seed: int | None, policies: str | None, mode: str | None,
-            settings: tuple[str, ...]):
+def _config(config_file: str | None, seed: int | None, policies: str | None, settings: tuple[str, ...]):
     from simulator.config import ConfigError, load_config
     from simulator.sweep import parse_grid
 
@@ -24,8 +23,6 @@ def _config(config_file: str | None, seed: int | None, policies: str | None, mod
         run_changes = {}
         if policies:
             run_changes["policies"] = [p.strip() for p in policies.split(",") if p.strip()]
-        if mode:
-            run_changes["mode"] = mode
         if run_changes:
             sections["run"] = run_changes
         if settings:
@@ -56,13 +53,12 @@ def simulate() -> None:
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Service setting for the 'test' policy (repeatable), e.g. --set exploration=0.1.")
 @click.option("--url", help="Drive a live server (e.g. http://127.0.0.1:5000) instead of in-process services.")
-@click.option("--mode", type=click.Choice(["inline", "generator"]), help="Send actions, or rank by userId.")
 def run_command(config_file: str | None, events: int, seed: int | None, out: str, policies: str | None,
-                settings: tuple[str, ...], url: str | None, mode: str | None) -> None:
+                settings: tuple[str, ...], url: str | None) -> None:
     """Run every policy on the same simulated users and write metrics and plots."""
     from simulator.runner import run, write_outputs
 
-    config = _config(config_file, seed, policies, mode, settings)
+    config = _config(config_file, seed, policies, settings)
     out_dir = Path(out)
     result = run(config, events, out_dir / "services", url=url, progress=True)
     written = write_outputs(result, out_dir)
@@ -90,17 +86,16 @@ def run_command(config_file: str | None, events: int, seed: int | None, out: str
               help="'reward': mean expected reward; 'tradeoff': reward + weighted diversity and serendipity.")
 @click.option("--diversity-weight", default=0.05, show_default=True, help="Weight of diversity in 'tradeoff'.")
 @click.option("--serendipity-weight", default=1.0, show_default=True, help="Weight of serendipity in 'tradeoff'.")
-@click.option("--mode", type=click.Choice(["inline", "generator"]), help="Send actions, or rank by userId.")
 @click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True,
               help="Folder for sweep.txt, sweep.csv and sweep.json.")
 def sweep_command(config_file: str | None, settings: tuple[str, ...], events: int, repeats: int, jobs: int,
                   seed: int | None, objective: str, diversity_weight: float, serendipity_weight: float,
-                  mode: str | None, out: str) -> None:
+                  out: str) -> None:
     """Run a grid of service settings on the same worlds and rank them, naming the recommended one."""
     from personalize.config import SettingsError
     from simulator.sweep import Objective, format_table, parse_grid, sweep, write_sweep
 
-    config = _config(config_file, seed, None, mode, ())
+    config = _config(config_file, seed, None, ())
     try:
         grid = parse_grid(settings)
     except ValueError as exc:
@@ -128,7 +123,7 @@ def ope_command(config_file: str | None, events: int, seed: int | None, explorat
     """Check the off-policy estimators against the simulator's ground truth (relative error per estimator)."""
     from simulator.ope_validation import DEFAULT_TARGETS, format_report, log_with_truth, validate
 
-    config = _config(config_file, seed, None, None, ())
+    config = _config(config_file, seed, None, ())
     log = log_with_truth(config, events, Path(out), {"exploration": exploration}, progress=True)
     click.echo(format_report(validate(log, targets or DEFAULT_TARGETS)))
 

@@ -93,8 +93,6 @@ class RunConfig:
     policies: tuple[str, ...] = _k(("uniform", "popularity", "greedy", "default", "linucb", "oracle"),
                                    f"Policies compared on the same users; any of {', '.join(POLICIES)} "
                                    "('test' = the service with the [service] settings).")
-    mode: str = _k("inline", "'inline' (send candidate actions) or 'generator' (Rank by userId; the service "
-                   "generates candidates from its catalog).")
     learn_every: int = _k(10, "In-process services learn after every Nth Reward call (the service's learn_every; "
                           "1 = after each, slower).")
     linucb_alpha: float = _k(0.5, "MABWiser LinUCB exploration (alpha).")
@@ -122,7 +120,6 @@ class SimConfig:
             (self.items.source in ("movielens", "synthetic"), "items.source must be 'movielens' or 'synthetic'"),
             (self.users.source in ("movielens", "synthetic"), "users.source must be 'movielens' or 'synthetic'"),
             (self.choice.model in ("position", "cascade"), "choice.model must be 'position' or 'cascade'"),
-            (self.run.mode in ("inline", "generator"), "run.mode must be 'inline' or 'generator'"),
             (self.choice.slate_size >= 1, "choice.slate_size must be at least 1"),
             (self.run.actions >= 2, "run.actions must be at least 2"),
             (self.users.segments >= 1, "users.segments must be at least 1"),

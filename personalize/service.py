@@ -167,6 +167,9 @@ class Service:
             self._watcher.start()
 
     def close(self) -> None:
+        """Stop background threads and release the database (safe to call twice)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self.learner is not None:
             self.learner.stop()

@@ -25,6 +25,9 @@ from sqlalchemy.engine import make_url
 from personalize.app import create_app
 from personalize.config import Settings, load_settings
 
+#: Apps built by make_app; closed before their PostgreSQL database is dropped.
+_OPEN_APPS: list[Any] = []
+
 POSTGRES_URL = os.environ.get("PERSONALIZE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -59,6 +62,8 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    for app in _OPEN_APPS:  # stop background threads before their database disappears
+        app.extensions["personalize"].close()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -111,11 +116,13 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., A
         app = create_app(make_settings(**overrides), clock=clock, start=start)
         app.config["TESTING"] = True
         apps.append(app)
+        _OPEN_APPS.append(app)
         return app
 
     yield make
     for app in apps:
         app.extensions["personalize"].close()
+        _OPEN_APPS.remove(app)
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.hybrid",
     "plugins.serendipity",
     "plugins.catalog_commands",
+    "simulator.commands",
+    "personalize.evaluation.commands",
 )
 
 

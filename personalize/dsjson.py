@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Any
 
 from personalize.models import Event
 
@@ -18,7 +19,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def event_line(event: Event, reward: float, model_id: str = "personalize") -> str:
+def event_line(event: Event | Any, reward: float, model_id: str = "personalize") -> str:
     """One DSJSON line: cost is the negated reward (VW minimizes cost)."""
     head = {
         "_label_cost": -float(reward),

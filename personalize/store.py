@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,15 +46,28 @@ def insert_event(session: Session, values: dict[str, Any]) -> None:
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
 
-_JOIN_COLUMNS = (Event.seq, Event.wait_until, Event.ready_at, Event.claimed_version, Event.reward_count, Event.user_id)
+# Statements built once: constructing SQLAlchemy constructs per call costs more than running them.
+_JOIN_STATE = select(
+    Event.seq, Event.wait_until, Event.ready_at, Event.claimed_version, Event.reward_count, Event.user_id
+).where(Event.event_id == bindparam("event_id"))
+_JOIN_STATE_LOCKED = _JOIN_STATE.with_for_update()
+_COUNT_REWARD = update(Event).where(Event.seq == bindparam("b_seq")).values(reward_count=bindparam("b_count"))
+_COUNT_REWARD_READY = (
+    update(Event).where(Event.seq == bindparam("b_seq")).values(reward_count=bindparam("b_count"), ready_at=bindparam("b_ready"))
+)
+_MARK_LEARNED = (
+    update(Event).where(Event.seq == bindparam("b_seq")).values(learned_version=bindparam("b_version"), learned_reward=bindparam("b_reward"))
+)
+_LEARN_COLUMNS = select(
+    Event.seq, Event.event_id, Event.created_at, Event.example, Event.ranking, Event.probabilities,
+    Event.chosen_index, Event.probability, Event.model_version,
+)
 
 
 def _join_state(session: Session, event_id: str) -> Any:
     """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock)."""
-    query = select(*_JOIN_COLUMNS).where(Event.event_id == event_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = session.execute(query).first()
+    query = _JOIN_STATE_LOCKED if session.get_bind().dialect.name == "postgresql" else _JOIN_STATE
+    row = session.execute(query, {"event_id": event_id}).first()
     if row is None:
         raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
     return row
@@ -83,10 +96,10 @@ def add_reward(session: Session, event_id: str, value: float, now: float, aggreg
     connection = session.connection()
     connection.execute(_INSERT_REWARD, {"event_seq": event.seq, "value": value, "received_at": now, "counted": counted})
     if counted:
-        changes: dict[str, Any] = {"reward_count": event.reward_count + 1}
         if aggregation == "earliest" and event.ready_at is not None:
-            changes["ready_at"] = min(event.ready_at, now)
-        connection.execute(update(Event).where(Event.seq == event.seq).values(**changes))
+            connection.execute(_COUNT_REWARD_READY, {"b_seq": event.seq, "b_count": event.reward_count + 1, "b_ready": min(event.ready_at, now)})
+        else:
+            connection.execute(_COUNT_REWARD, {"b_seq": event.seq, "b_count": event.reward_count + 1})
     if event.user_id:
         action_ids, chosen = session.execute(select(Event.action_ids, Event.chosen_index).where(Event.seq == event.seq)).one()
         connection.execute(insert(Interaction).values(
@@ -132,7 +145,7 @@ def claim_ready(session: Session, now: float, version: int, limit: int) -> list[
 class JoinedEvent:
     """An event with the reward the join assigned to it."""
 
-    event: Event
+    event: Any  # a row with the Event columns event_line() reads
     reward: float
     rewarded: bool
 
@@ -141,7 +154,7 @@ def claimed_with_rewards(session: Session, seqs: list[int], aggregation: str, de
     """Claimed events in claim order, each with its aggregated reward (or the default)."""
     if not seqs:
         return []
-    events = {e.seq: e for e in session.execute(select(Event).where(Event.seq.in_(seqs))).scalars()}
+    events = {e.seq: e for e in session.execute(_LEARN_COLUMNS.where(Event.seq.in_(seqs)))}
     rewards: dict[int, list[float]] = {}
     rows = session.execute(
         select(Reward.event_seq, Reward.value).where(Reward.event_seq.in_(seqs), Reward.counted.is_(True)).order_by(Reward.id)
@@ -168,10 +181,12 @@ def publish_snapshot(
     session.execute(insert(ModelSnapshot).values(
         version=version, created_at=now, vw_args=vw_args, model=model, events_learned=events_learned,
     ))
-    for j in learned:
-        session.execute(update(Event).where(Event.seq == j.event.seq).values(learned_version=version, learned_reward=j.reward))
+    if learned:
+        session.connection().execute(
+            _MARK_LEARNED, [{"b_seq": j.event.seq, "b_version": version, "b_reward": j.reward} for j in learned]
+        )
     cutoff = version - keep
-    if cutoff > 0:
+    if cutoff > 0 and version % 10 == 0:  # prune in batches, not on every publish
         session.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))
 
 

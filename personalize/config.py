@@ -17,7 +17,7 @@ from typing import Any, Mapping
 __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
-DEFAULT_LEARNING_POLICY = "--cb_explore_adf --cb_type mtr -q :: --power_t 0 -l 0.01"
+DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2"
 
 
 class SettingsError(ValueError):
@@ -39,8 +39,9 @@ class Settings:
         metadata={"help": "VW arguments of the learner (Personalizer's 'learning settings')."},
     )
     exploration: float = field(
-        default=0.05,
-        metadata={"help": "Exploration: share of traffic chosen uniformly at random (VW --epsilon), 0..1."},
+        default=0.02,
+        metadata={"help": "Uniform exploration floor, 0..1: every action keeps at least exploration/K probability, "
+                  "on top of the learning policy's own exploration (SquareCB by default)."},
     )
     reward_wait_time: float = field(
         default=60.0,
@@ -105,13 +106,10 @@ class Settings:
 
     @property
     def vw_args(self) -> list[str]:
-        """The full VW argument list: the learning policy plus the exploration setting."""
+        """The VW argument list of the learning policy (exploration floor is applied by the ranker)."""
         args = self.learning_policy.split()
         if "--cb_explore_adf" not in args:
             args.insert(0, "--cb_explore_adf")
-        explorers = {"--epsilon", "--squarecb", "--bag", "--cover", "--softmax", "--first", "--regcb", "--rnd", "--synthcover"}
-        if not explorers.intersection(args):
-            args += ["--epsilon", repr(self.exploration)]
         return args + ["--quiet"]
 
     def validate(self) -> "Settings":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import vowpal_wabbit_next as vw
 
-from personalize.sampling import normalize, sample_index, uniform_for
+from personalize.sampling import mix_uniform, normalize, sample_index, uniform_for
 
 __all__ = ["Ranker", "Decision"]
 
@@ -35,8 +35,9 @@ class Decision:
 
 
 class Ranker:
-    def __init__(self, vw_args: list[str]) -> None:
+    def __init__(self, vw_args: list[str], exploration: float = 0.0) -> None:
         self._vw_args = vw_args
+        self.exploration = exploration
         self._lock = threading.Lock()
         self._workspace = vw.Workspace(vw_args)
         self._parser = vw.DSJsonFormatParser(self._workspace)
@@ -65,7 +66,7 @@ class Ranker:
             scores = self._workspace.predict_one(examples)
             version = self.version
         order = [index for index, _ in scores]
-        probabilities = normalize([p for _, p in scores])
+        probabilities = mix_uniform(normalize([p for _, p in scores]), self.exploration)
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-__all__ = ["seed_for", "uniform_for", "normalize", "sample_index"]
+__all__ = ["seed_for", "uniform_for", "normalize", "mix_uniform", "sample_index"]
 
 
 def seed_for(event_id: str) -> int:
@@ -29,6 +29,18 @@ def normalize(pmf: Sequence[float]) -> list[float]:
     if total <= 0.0:
         return [1.0 / len(clipped)] * len(clipped)
     return [p / total for p in clipped]
+
+
+def mix_uniform(probabilities: Sequence[float], share: float) -> list[float]:
+    """(1 - share) * pmf + share * uniform: every action keeps at least share / K probability.
+
+    This floor is the service's exploration setting. It keeps importance weights bounded
+    (by K / share) whatever the learning policy does, so off-policy estimates stay usable.
+    """
+    if share <= 0.0:
+        return list(probabilities)
+    k = len(probabilities)
+    return [(1.0 - share) * p + share / k for p in probabilities]
 
 
 def sample_index(probabilities: Sequence[float], u: float) -> int:

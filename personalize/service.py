@@ -145,7 +145,7 @@ class Service:
         self.db.upgrade()
         self.engine = self.db.engine
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
-        self.ranker = Ranker(settings.vw_args)
+        self.ranker = Ranker(settings.vw_args, settings.exploration)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
         self._candidates_loaded = False

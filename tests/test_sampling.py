@@ -5,7 +5,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from personalize.sampling import normalize, sample_index, uniform_for
+from personalize.sampling import mix_uniform, normalize, sample_index, uniform_for
 
 pmfs = st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=60)
 
@@ -37,3 +37,10 @@ def test_draws_follow_the_pmf(weights: list[float]) -> None:
     counts = Counter(sample_index(p, uniform_for(f"event-{i}")) for i in range(n))
     for i, pi in enumerate(p):
         assert abs(counts[i] / n - pi) < 4 * (pi * (1 - pi) / n) ** 0.5 + 1e-3
+
+
+@given(pmfs, st.floats(min_value=0.0, max_value=1.0))
+def test_exploration_floor_keeps_every_action_reachable(pmf: list[float], share: float) -> None:
+    p = mix_uniform(normalize(pmf), share)
+    assert abs(sum(p) - 1.0) < 1e-9
+    assert all(x >= share / len(p) - 1e-12 for x in p)

@@ -1,10 +1,16 @@
-"""Counterfactual replay: what would another learning policy have done on the logged events?
+"""Counterfactual replay: what would another policy have done on the logged events?
 
-Each candidate policy is a fresh VW with its own arguments. It reads the logged events in
-order; on each it first predicts (its probability of every action, before it has seen the
-event) and then learns from the logged action, reward and probability, exactly as the
-service's learner would have. A separate reward model (VW ``--cb_adf`` regression, also
-predict-then-learn, so every prediction is out of sample) feeds the model-based estimators.
+Two kinds of target policy. A *learning* policy (``replay_policy``) is a fresh VW with its own
+arguments that reads the logged events in order; on each it first predicts (its probability of
+every action, before it has seen the event) and then learns from the logged action, reward and
+probability, exactly as the service's learner would have. A *frozen* policy (``frozen_policy``)
+is a VW model trained once on other (earlier) events and then only predicts: a fixed policy,
+the usual object of off-policy evaluation.
+
+The reward model behind DM/DR (``reward_model``) regresses the reward on the logged action's
+context and action features without importance weights (VW ``--cb_type dm``), cross-fitted:
+each fold's predictions come from a model trained on the other folds only, so no prediction
+has seen its own event.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import vowpal_wabbit_next as vw
 from personalize.config import Settings
 from personalize.evaluation.estimators import Logged
 
-__all__ = ["LoggedEvent", "parse_dsjson", "policy_args", "replay_policy", "reward_model", "logged_for",
-           "REWARD_MODEL_ARGS"]
+__all__ = ["LoggedEvent", "parse_dsjson", "policy_args", "replay_policy", "frozen_policy", "reward_model",
+           "logged_for", "REWARD_MODEL_ARGS"]
 
-#: The reward model behind DM/DR: cost regression on the same quadratic features as the service.
-REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "mtr", "-q", "::", "--quiet")
+#: The reward model behind DM/DR: an unweighted regression of the reward on the logged action's
+#: features crossed with the context (``-q ::``, as in the service). ``mtr`` would weight each
+#: event by 1/probability, which on epsilon-greedy logs lets a few rare actions dominate the fit.
+REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "dm", "-q", "::", "--quiet")
 
 
 @dataclass(frozen=True)
@@ -78,16 +86,41 @@ def replay_policy(events: Sequence[LoggedEvent], args: Sequence[str]) -> list[np
     return [_pmf(workspace.predict_then_learn_one(parser.parse_json(e.line)), len(e.logged_pmf)) for e in events]
 
 
-def reward_model(events: Sequence[LoggedEvent], reward_range: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
-    """Out-of-sample predicted reward of every action of every event (progressive validation)."""
-    workspace = vw.Workspace(list(REWARD_MODEL_ARGS))
+def frozen_policy(train: Sequence[LoggedEvent], events: Sequence[LoggedEvent], args: Sequence[str]) -> list[np.ndarray]:
+    """A VW policy trained once on ``train`` (in order), then frozen: its action probabilities on ``events``."""
+    workspace = vw.Workspace(list(args))
     parser = vw.DSJsonFormatParser(workspace)
-    out = []
-    for e in events:
-        q = np.zeros(len(e.logged_pmf))
-        for index, cost in workspace.predict_then_learn_one(parser.parse_json(e.line)):
-            q[index] = -float(cost)
-        out.append(np.clip(q, *reward_range))
+    for e in train:
+        workspace.learn_one(parser.parse_json(e.line))
+    return [_pmf(workspace.predict_one(parser.parse_json(e.line)), len(e.logged_pmf)) for e in events]
+
+
+def reward_model(events: Sequence[LoggedEvent], reward_range: tuple[float, float] = (0.0, 1.0), folds: int = 2,
+                 passes: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Cross-fitted predicted reward of every action of every event.
+
+    Events are dealt to ``folds`` folds in turn (so every fold spans the whole log); each fold is
+    predicted by a model trained, ``passes`` times in a shuffled order, on the other folds.
+    """
+    n = len(events)
+    out: list[np.ndarray] = [np.empty(0)] * n
+    fold_of = np.arange(n) % folds if folds > 1 else np.zeros(n, dtype=int)
+    rng = np.random.default_rng(seed)
+    for k in range(folds):
+        workspace = vw.Workspace(list(REWARD_MODEL_ARGS))
+        parser = vw.DSJsonFormatParser(workspace)
+        train = np.flatnonzero(fold_of != k) if folds > 1 else np.arange(n)
+        parsed = {int(i): parser.parse_json(events[i].line) for i in train}
+        for _ in range(passes):
+            for i in rng.permutation(train):
+                workspace.learn_one(parsed[int(i)])
+        del parsed
+        for i in np.flatnonzero(fold_of == k):
+            e = events[i]
+            q = np.zeros(len(e.logged_pmf))
+            for index, cost in workspace.predict_one(parser.parse_json(e.line)):
+                q[index] = -float(cost)
+            out[i] = np.clip(q, *reward_range)
     return out
 
 

@@ -7,7 +7,7 @@ the simulator sustains >= 1,000 rank+reward events/s through the in-process serv
 
 Usage::
 
-    python bench/simulator.py --events 20000 --out bench-sim
+    python bench/learning_curves.py --events 20000 --out bench-sim
 """
 
 from __future__ import annotations

@@ -96,6 +96,9 @@ CANDIDATES: dict[str, str] = {
     "squarecb_g1000_ge0_qca": "--cb_explore_adf --squarecb --gamma_scale 1000 --gamma_exponent 0 --cb_type mtr -q ca",
     "squarecb_q::": "--cb_explore_adf --squarecb --cb_type mtr -q ::",
     "squarecb_q::_l2": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2",
+    # The service mixes a uniform floor into any policy's PMF (setting `exploration`):
+    "squarecb_q::_l2_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2 | floor 0.02",
+    "squarecb_q::_l2_floor0.05": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2 | floor 0.05",
     # online cover
     "cover3_qca": "--cb_explore_adf --cover 3 -q ca",
 }
@@ -257,6 +260,8 @@ def run_vw(policy: str, args: str, problem: Problem, stream: np.ndarray, seed: i
     """Progressive validation of one VW policy over one stream."""
     import vowpal_wabbit_next as vw
 
+    args, _, floor_spec = args.partition("| floor ")
+    floor = float(floor_spec) if floor_spec else 0.0  # the service's uniform exploration floor
     workspace = vw.Workspace(args.split() + ["--quiet"])
     parser = vw.DSJsonFormatParser(workspace)
     rng = np.random.default_rng(seed)
@@ -272,6 +277,7 @@ def run_vw(policy: str, args: str, problem: Problem, stream: np.ndarray, seed: i
         for action, prob in prediction:
             pmf[action] = prob
         pmf = pmf / pmf.sum()
+        pmf = (1.0 - floor) * pmf + floor / k_actions
         chosen = int(rng.choice(k_actions, p=pmf))
         reward = float(rng.random() < problem.reward_prob[i, chosen])
         others = [k for k in range(k_actions) if k != chosen]
@@ -381,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-events", type=int, default=None, help="events per stream (default 2500, quick 600)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--json", type=str, default=None, help="also write the summary rows to this file")
+    ap.add_argument("--only", type=str, default=None, help="comma-separated policy names to run (default: all)")
     ns = ap.parse_args(argv)
 
     seeds = ns.seeds if ns.seeds is not None else (1 if ns.quick else 3)
@@ -388,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     vw_policies = QUICK_CANDIDATES if ns.quick else list(CANDIDATES)
     ref_policies = QUICK_LINUCB if ns.quick else list(LINUCB_ALPHAS)
     policies = vw_policies + ref_policies
+    if ns.only:
+        wanted = [name.strip() for name in ns.only.split(",")]
+        unknown = [name for name in wanted if name not in CANDIDATES and name not in LINUCB_ALPHAS]
+        if unknown:
+            ap.error(f"unknown policies: {', '.join(unknown)}")
+        policies = wanted
     problems = list(PROBLEM_BUILDERS)
 
     jobs = [(p, d, s, min_events) for s in range(seeds) for d in problems for p in policies]

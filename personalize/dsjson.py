@@ -6,9 +6,10 @@ reproduces the service's model.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from personalize.models import Event
 
@@ -33,5 +34,5 @@ def event_line(event: Event | Any, reward: float, model_id: str = "personalize")
         "p": [float(p) for p in event.probabilities],
         "VWState": {"m": f"{model_id}/{event.model_version}"},
     }
-    text = json.dumps(head, separators=(",", ":"), allow_nan=False)
+    text = orjson.dumps(head).decode()
     return text[:-1] + ',"c":' + event.example + "}"

@@ -14,9 +14,10 @@ byte-for-byte what the service learned from.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
+
+import orjson
 
 from personalize.api.errors import ApiError
 
@@ -129,4 +130,4 @@ def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, An
         if action_id_feature:
             feats = {**feats, ACTION_ID_NAMESPACE: {"id": action_id}}
         multi.append(feats)
-    return json.dumps({**context, "_multi": multi}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return orjson.dumps({**context, "_multi": multi}).decode()  # values were checked finite above

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from flask import current_app, request
 
@@ -15,10 +16,6 @@ def service() -> Service:
     return current_app.extensions["personalize"]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def json_body(required: bool = True) -> Any:
     """The request's JSON body; malformed JSON, NaN/Infinity or a wrong type is a 400."""
     raw = request.get_data(cache=False)
@@ -27,6 +24,6 @@ def json_body(required: bool = True) -> Any:
             raise ApiError(400, "BadRequest", "The request body is empty; send a JSON object (Content-Type: application/json).")
         return None
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)  # strict JSON: NaN and Infinity are rejected
+    except orjson.JSONDecodeError as exc:
         raise ApiError(400, "InvalidJson", f"The request body is not valid JSON ({exc}); send a JSON object.") from None

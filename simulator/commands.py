@@ -111,21 +111,25 @@ def sweep_command(config_file: str | None, settings: tuple[str, ...], events: in
 
 @simulate.command("ope")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="Simulator TOML file.")
-@click.option("--events", default=50_000, show_default=True, help="Events logged by the service.")
+@click.option("--events", default=50_000, show_default=True, help="Evaluation events logged by the service.")
+@click.option("--train", default=10_000, show_default=True,
+              help="Earlier logged events that train the frozen VW targets (not evaluated on).")
 @click.option("--seed", type=int, help="World seed.")
-@click.option("--exploration", default=0.2, show_default=True, help="Exploration of the logging service.")
-@click.option("--target", "targets", multiple=True, help="VW learning policy to estimate (repeatable; "
+@click.option("--exploration", default=1.0, show_default=True,
+              help="Exploration of the logging service (1 = uniform logging, the most overlap with any target).")
+@click.option("--target", "targets", multiple=True, help="Frozen VW policy to estimate (repeatable; "
               "default: a documented set).")
+@click.option("--jobs", default=2, show_default=True, help="Processes for the VW targets and the reward model.")
 @click.option("--out", type=click.Path(file_okay=False), default="ope-validation", show_default=True,
-              help="Folder for the logging service's database.")
-def ope_command(config_file: str | None, events: int, seed: int | None, exploration: float,
-                targets: tuple[str, ...], out: str) -> None:
+              help="Folder for the logging service's database and the DSJSON log.")
+def ope_command(config_file: str | None, events: int, train: int, seed: int | None, exploration: float,
+                targets: tuple[str, ...], jobs: int, out: str) -> None:
     """Check the off-policy estimators against the simulator's ground truth (relative error per estimator)."""
-    from simulator.ope_validation import DEFAULT_TARGETS, format_report, log_with_truth, validate
+    from simulator.ope_validation import FROZEN_TARGETS, format_report, log_with_truth, validate
 
     config = _config(config_file, seed, None, ())
-    log = log_with_truth(config, events, Path(out), {"exploration": exploration}, progress=True)
-    click.echo(format_report(validate(log, targets or DEFAULT_TARGETS)))
+    log = log_with_truth(config, train + events, Path(out), {"exploration": exploration}, progress=True)
+    click.echo(format_report(validate(log, Path(out), train, targets or FROZEN_TARGETS, jobs=jobs)))
 
 
 @hookimpl

@@ -28,10 +28,13 @@ from personalize.evaluation.estimators import Logged
 __all__ = ["LoggedEvent", "parse_dsjson", "policy_args", "replay_policy", "frozen_policy", "reward_model",
            "logged_for", "REWARD_MODEL_ARGS"]
 
-#: The reward model behind DM/DR: an unweighted regression of the reward on the logged action's
-#: features crossed with the context (``-q ::``, as in the service). ``mtr`` would weight each
-#: event by 1/probability, which on epsilon-greedy logs lets a few rare actions dominate the fit.
-REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "dm", "-q", "::", "--quiet")
+#: The reward model behind DM/DR: an unweighted squared-loss regression of the reward on the
+#: logged action's features crossed with the context (``-q ::``, as in the service). ``mtr``
+#: weights each event by 1/probability (a few rare actions dominate the fit); plain ``dm`` on
+#: the full action set also learns cost 0 for every action not taken, pulling all predictions
+#: to 0 -- so the model is trained on the taken action alone (see ``_taken_only``).
+REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "dm", "-q", "::", "--power_t", "0", "-l", "0.01",
+                                      "--quiet")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,15 @@ def frozen_policy(train: Sequence[LoggedEvent], events: Sequence[LoggedEvent], a
     return [_pmf(workspace.predict_one(parser.parse_json(e.line)), len(e.logged_pmf)) for e in events]
 
 
+def _taken_only(line: str) -> str:
+    """The DSJSON line reduced to the taken action (a regression example for that action alone)."""
+    data = json.loads(line)
+    taken = int(data.get("_labelIndex", data["_label_Action"] - 1))
+    data["c"]["_multi"] = [data["c"]["_multi"][taken]]
+    data.update({"a": [1], "p": [1.0], "_label_Action": 1, "_labelIndex": 0, "_label_probability": 1.0})
+    return json.dumps(data)
+
+
 def reward_model(events: Sequence[LoggedEvent], reward_range: tuple[float, float] = (0.0, 1.0), folds: int = 2,
                  passes: int = 2, seed: int = 0) -> list[np.ndarray]:
     """Cross-fitted predicted reward of every action of every event.
@@ -110,7 +122,7 @@ def reward_model(events: Sequence[LoggedEvent], reward_range: tuple[float, float
         workspace = vw.Workspace(list(REWARD_MODEL_ARGS))
         parser = vw.DSJsonFormatParser(workspace)
         train = np.flatnonzero(fold_of != k) if folds > 1 else np.arange(n)
-        parsed = {int(i): parser.parse_json(events[i].line) for i in train}
+        parsed = {int(i): parser.parse_json(_taken_only(events[i].line)) for i in train}
         for _ in range(passes):
             for i in rng.permutation(train):
                 workspace.learn_one(parsed[int(i)])

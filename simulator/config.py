@@ -86,7 +86,10 @@ class DynamicsConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    actions: int = _k(50, "Candidate actions sent inline with each Rank call.")
+    mode: str = _k("inline", "'inline' (the runner sends `actions` sampled candidates with each Rank) or 'generators' "
+                   "(Rank by userId: the service proposes `actions` candidates from its catalog, loaded at the start "
+                   "with the users' past interactions; the oracle picks from the whole released catalog).")
+    actions: int = _k(50, "Candidate actions per Rank call (inline: sent; generators: numCandidates).")
     popularity_bias: float = _k(0.5, "Candidates are drawn with probability proportional to popularity^bias.")
     fresh_share: float = _k(0.1, "Share of candidates drawn from items released in the last 1,000 events.")
     window: int = _k(0, "Events per point of the curves (0 = events/40).")
@@ -122,6 +125,7 @@ class SimConfig:
             (self.choice.model in ("position", "cascade"), "choice.model must be 'position' or 'cascade'"),
             (self.choice.slate_size >= 1, "choice.slate_size must be at least 1"),
             (self.run.actions >= 2, "run.actions must be at least 2"),
+            (self.run.mode in ("inline", "generators"), "run.mode must be 'inline' or 'generators'"),
             (self.users.segments >= 1, "users.segments must be at least 1"),
             (len(self.context.devices) == len(self.context.device_weights),
              "context.device_weights needs one weight per device"),

@@ -3,6 +3,10 @@
 A policy ranks the visit's candidates and says, for every candidate, the probability that it
 would have been put on top (the action whose reward is reported). That distribution is what
 makes the value of a policy exact: ``sum_a p(a) * attraction(a)``.
+
+A policy may also ``propose`` its own candidates for a visit (item rows; None = the traffic's):
+the service in generator mode (Rank by userId) and the oracle, which then picks from the whole
+released catalog.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from simulator.generator_mode import CatalogLoader
 from simulator.items import Catalog
 from simulator.transport import Transport
 from simulator.world import Outcome, Visit, World
@@ -73,10 +78,20 @@ class Popularity:
 
 
 class Oracle:
-    """Knows every true click probability: the ceiling, and the reference for regret."""
+    """Knows every true click probability: the ceiling, and the reference for regret.
 
-    def __init__(self, name: str):
+    With ``whole_catalog`` (generator mode) it picks from every released item, not the visit's candidates.
+    """
+
+    def __init__(self, name: str, catalog: Catalog | None = None, whole_catalog: bool = False):
         self.name = name
+        self.catalog = catalog
+        self.whole_catalog = whole_catalog
+
+    def propose(self, visit: Visit, world: World) -> np.ndarray | None:
+        if not self.whole_catalog or self.catalog is None:
+            return None
+        return np.flatnonzero(self.catalog.arrival <= visit.step)
 
     def rank(self, visit: Visit, world: World, attractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ranking = np.argsort(-attractions, kind="stable")
@@ -90,18 +105,43 @@ class Oracle:
 
 
 class Service:
-    """The personalize service, driven only through Rank and Reward (inline actions)."""
+    """The personalize service, driven only through its public API.
 
-    def __init__(self, name: str, transport: Transport, catalog: Catalog, run_id: str):
+    Inline mode sends the visit's candidates with each Rank call. Generator mode (``loader``
+    given: the catalog and past interactions are loaded) sends Rank by ``userId`` and ranks
+    whatever the service proposes.
+    """
+
+    def __init__(self, name: str, transport: Transport, catalog: Catalog, run_id: str,
+                 loader: CatalogLoader | None = None, candidates: int = 50):
         self.name = name
         self.transport = transport
         self.catalog = catalog
         self.run_id = run_id
+        self.loader = loader
+        self.candidates = candidates
+        self.row_of = {item_id: row for row, item_id in enumerate(catalog.ids)}
+        self._answer: dict | None = None
 
     def event_id(self, visit: Visit) -> str:
         return f"{self.run_id}-{self.name}-{visit.step}"
 
+    def propose(self, visit: Visit, world: World) -> np.ndarray | None:
+        """Generator mode: one Rank call by userId; its candidates, in ranking order."""
+        if self.loader is None:
+            return None
+        self.loader.release(visit.step)
+        self._answer = self.transport.rank({
+            "eventId": self.event_id(visit), "userId": world.user_id(visit.slot),
+            "contextFeatures": world.context_features(visit), "numCandidates": self.candidates,
+        })
+        return np.array([self.row_of[entry["id"]] for entry in self._answer["ranking"]])
+
     def rank(self, visit: Visit, world: World, attractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._answer is not None:  # generator mode: the candidates are the answer's ranking
+            answer, self._answer = self._answer, None
+            probabilities = np.array([entry["probability"] for entry in answer["ranking"]])
+            return np.arange(len(probabilities)), probabilities / probabilities.sum()
         ids = self.catalog.ids
         features = self.catalog.features
         body = {

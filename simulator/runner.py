@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -12,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from simulator.config import SimConfig
+from simulator.generator_mode import CatalogLoader, initial_interactions
 from simulator.items import Catalog, build_catalog
 from simulator.mabwiser_policy import LinUCB
 from simulator.metrics import Recorder
@@ -49,14 +51,15 @@ class _Lane:
     seconds: float = 0.0
 
 
-def _policy(name: str, config: SimConfig, catalog: Catalog, folder: Path, url: str | None, clock: SimClock,
-            run_id: str) -> Policy:
+def _policy(name: str, config: SimConfig, catalog: Catalog, world: World, folder: Path, url: str | None,
+            clock: SimClock, run_id: str) -> Policy:
+    generators = config.run.mode == "generators"
     if name == "uniform":
         return Uniform(name, config.seed)
     if name == "popularity":
         return Popularity(name, catalog)
     if name == "oracle":
-        return Oracle(name)
+        return Oracle(name, catalog, whole_catalog=generators)
     if name == "linucb":
         return LinUCB(name, config, catalog)
     transport: Transport
@@ -64,8 +67,14 @@ def _policy(name: str, config: SimConfig, catalog: Catalog, folder: Path, url: s
         transport = Http(url)
     else:
         overrides = config.service if name == "test" else SERVICE_POLICIES[name]
-        transport = InProcess(folder / name, {"learn_every": config.run.learn_every, **overrides}, clock)
-    return Service(name, transport, catalog, run_id)
+        # no background refits in a simulation: they would follow wall time, not events
+        extra = {"generator_refresh_interval": 0.0} if generators else {}
+        transport = InProcess(folder / name, {"learn_every": config.run.learn_every, **extra, **overrides}, clock)
+    loader = None
+    if generators:
+        loader = CatalogLoader(transport, catalog)
+        loader.load(initial_interactions(config, catalog, world))
+    return Service(name, transport, catalog, run_id, loader, config.run.actions)
 
 
 def run(config: SimConfig, events: int, folder: Path, url: str | None = None, progress: bool = False,
@@ -83,11 +92,11 @@ def run(config: SimConfig, events: int, folder: Path, url: str | None = None, pr
         names = [n for n in names if n not in SERVICE_POLICIES or n == service_names[0]]
     clock = SimClock()
     run_id = f"sim{config.seed}" if url is None else f"sim{config.seed}-{secrets.token_hex(4)}"
-    lanes = [
-        _Lane(_policy(name, config, catalog, folder, url, clock, run_id), World(config, catalog, population),
-              Recorder(catalog, events, config.run.serendipity_threshold))
-        for name in names
-    ]
+    lanes = []
+    for name in names:
+        world = World(config, catalog, population)
+        lanes.append(_Lane(_policy(name, config, catalog, world, folder, url, clock, run_id), world,
+                           Recorder(catalog, events, config.run.serendipity_threshold)))
     traffic = Traffic(config, catalog, len(population))
     started = time.perf_counter()
     try:
@@ -98,13 +107,19 @@ def run(config: SimConfig, events: int, folder: Path, url: str | None = None, pr
                 attractions = lane.world.begin(visit)
                 profile = lane.world.profile(visit.slot)
                 t0 = time.perf_counter()
-                ranking, probabilities = lane.policy.rank(visit, lane.world, attractions)
+                propose = getattr(lane.policy, "propose", None)  # optional: a policy's own candidates
+                own = propose(visit, lane.world) if propose else None
+                seen = visit
+                if own is not None:
+                    seen = dataclasses.replace(visit, candidates=own)
+                    attractions = lane.world.attractions(seen)
+                ranking, probabilities = lane.policy.rank(seen, lane.world, attractions)
                 t1 = time.perf_counter()
-                outcome = lane.world.respond(visit, ranking, attractions)
+                outcome = lane.world.respond(seen, ranking, attractions)
                 t2 = time.perf_counter()
-                lane.policy.learn(visit, lane.world, ranking, outcome)
+                lane.policy.learn(seen, lane.world, ranking, outcome)
                 lane.seconds += (t1 - t0) + (time.perf_counter() - t2)
-                lane.recorder.record(visit, profile, probabilities, attractions, outcome)
+                lane.recorder.record(seen, profile, probabilities, attractions, outcome)
     finally:
         for lane in lanes:
             lane.policy.close()

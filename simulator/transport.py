@@ -1,5 +1,6 @@
 """How the runner talks to the service: the public Rank/Reward/Status JSON API and nothing else.
 
+Catalog items and interactions (generator mode) go through ``post``.
 ``InProcess`` builds the real Flask app on a private SQLite file with the inline learner and
 a simulated clock, and calls it through Flask's test client (fast, deterministic). ``Http``
 sends the same JSON to a running ``personalize serve``.
@@ -25,6 +26,8 @@ class Transport(Protocol):
     def rank(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def reward(self, event_id: str, value: float) -> None: ...
+
+    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -73,6 +76,12 @@ class InProcess:
         response = self.client.post(f"{PREFIX}/events/{event_id}/reward", json={"value": value})
         _check(response.status_code, response.get_json(silent=True), "reward")
 
+    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Any other JSON call under the API prefix (catalog items, interactions)."""
+        response = self.client.post(f"{PREFIX}{path}", json=body)
+        _check(response.status_code, response.get_json(silent=True), path)
+        return response.get_json()
+
     def status(self) -> dict[str, Any]:
         response = self.client.get(f"{PREFIX}/status")
         _check(response.status_code, response.get_json(silent=True), "status")
@@ -99,6 +108,11 @@ class Http:
         response = self.session.post(f"{self.url}{PREFIX}/events/{event_id}/reward", json={"value": value},
                                      timeout=self.timeout)
         _check(response.status_code, response.text, "reward")
+
+    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.session.post(f"{self.url}{PREFIX}{path}", json=body, timeout=self.timeout)
+        _check(response.status_code, response.text, path)
+        return response.json()
 
     def status(self) -> dict[str, Any]:
         response = self.session.get(f"{self.url}{PREFIX}/status", timeout=self.timeout)

@@ -1,0 +1,15 @@
+"""Generator mode: Rank by userId, the service proposing candidates from the catalog the simulator loaded."""
+
+from pathlib import Path
+
+from simulator.runner import run
+
+
+def test_serendipity_changes_what_the_generators_propose(small_config, tmp_path: Path) -> None:
+    config = small_config.with_overrides(run={"mode": "generators", "policies": ["test", "oracle"]})
+    results = {s: run(config.with_overrides(service={"serendipity": s}), 40, tmp_path / str(s)).summaries
+               for s in (0.0, 1.0)}
+    for summaries in results.values():
+        assert 0.0 < summaries["test"]["value"] <= summaries["oracle"]["value"] <= 1.0
+    assert results[0.0]["oracle"] == results[1.0]["oracle"]  # same world, whole catalog: the setting cannot matter
+    assert results[0.0]["test"]["coverage"] != results[1.0]["test"]["coverage"]

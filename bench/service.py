@@ -74,7 +74,7 @@ def _client(port: int, kind: str, seconds: float, rate: float, event_ids: list[s
     headers = {"Content-Type": "application/json"}
     latencies: list[float] = []
     reward = json.dumps({"value": 1.0}).encode()
-    bare_body = rank_body()
+    body = rank_body()  # built once: the clients share the server's two cores
     start = time.perf_counter()
     sent = 0
     while True:
@@ -89,9 +89,9 @@ def _client(port: int, kind: str, seconds: float, rate: float, event_ids: list[s
         else:
             t0 = time.perf_counter()
         if kind == "rank":
-            conn.request("POST", "/personalizer/v1.0/rank", body=rank_body(), headers=headers)
+            conn.request("POST", "/personalizer/v1.0/rank", body=body, headers=headers)
         elif kind == "bare":
-            conn.request("POST", "/bench/bare", body=bare_body, headers=headers)
+            conn.request("POST", "/bench/bare", body=body, headers=headers)
         elif kind == "bare-small":
             conn.request("POST", "/bench/bare", body=reward, headers=headers)
         else:

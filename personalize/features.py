@@ -83,6 +83,10 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
             out[key] = value
         elif kind is float and math.isfinite(value):
             out[key] = value
+        elif kind is dict:
+            if depth > MAX_DEPTH:
+                raise FeatureError(f"{path}.{key} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", f"{path}.{key}")
+            out[key] = _clean_object(value, f"{path}.{key}", depth + 1)
         else:
             out[key] = _clean_value(value, f"{path}.{key}", depth)
     return out

@@ -49,8 +49,8 @@ def _check_id(value: Any, target: str, what: str) -> str:
         raise ApiError(400, "BadRequest", f"{target} must be a non-empty string ({what}).", target)
     if len(value) > MAX_ID_LENGTH:
         raise ApiError(400, "BadRequest", f"{target} is longer than {MAX_ID_LENGTH} characters; use a shorter id.", target)
-    if any(ord(ch) < 32 for ch in value):
-        raise ApiError(400, "BadRequest", f"{target} contains control characters; use printable characters only.", target)
+    if not value.isprintable():
+        raise ApiError(400, "BadRequest", f"{target} contains control or unprintable characters; use printable characters only.", target)
     return value
 
 

@@ -68,7 +68,7 @@ class Settings:
     learn_every: int = field(
         default=1, metadata={"help": "With learner='inline': learn after every Nth Reward/Activate call."}
     )
-    learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner sleeps when it has nothing to do."})
+    learner_interval: float = field(default=0.05, metadata={"help": "Seconds the learner waits between steps (each step learns what became ready and publishes one snapshot)."})
     learner_batch: int = field(default=2000, metadata={"help": "Most events learned before a snapshot is published."})
     learner_lease_seconds: float = field(
         default=10.0, metadata={"help": "A learner that stops renewing its lease for this long is replaced by another."}

@@ -105,7 +105,7 @@ class Learner:
                 log.warning("could not release the learner lease; it expires in %ss", self.settings.learner_lease_seconds)
 
     def run(self) -> None:
-        """Learn until stopped; sleep when there is nothing ready."""
+        """Learn until stopped, one step every learner_interval (back to back while a full batch waits)."""
         while not self._stop.is_set():
             try:
                 learned = self.step()
@@ -113,7 +113,9 @@ class Learner:
                 log.exception("learner step failed; restoring from the last snapshot and retrying")
                 self.invalidate()
                 learned = 0
-            if learned == 0:
+            if learned < self.settings.learner_batch:
+                # Pause between steps even when busy: events then arrive in batches, and the
+                # per-step costs (snapshot, serialize, ranker reload) are paid once per batch.
                 self._stop.wait(self.settings.learner_interval)
 
     def invalidate(self) -> None:

@@ -113,3 +113,16 @@ def test_only_one_learner_holds_the_lease(make_app: Any, clock: Any) -> None:
     assert first.step() == 1
     assert second.step() == 0  # lease held by the first
     assert json.loads(json.dumps(client.get("/personalizer/v1.0/status").json))["learner"]["running"]
+
+
+def test_several_workers_share_one_learner_process(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", workers=2).start()
+    try:
+        for _ in range(30):
+            reward(server.url, rank(server.url)["eventId"], 1.0)
+        final = wait_for(server.url, lambda s: s["events"]["learned"] == 30 and s["learner"]["running"])
+        assert final["model"]["eventsLearned"] == 30
+        # every worker switches to the learner's newest snapshot (polled from the database)
+        wait_for(server.url, lambda s: s["model"]["servingVersion"] == s["model"]["version"] > 0)
+    finally:
+        server.stop()

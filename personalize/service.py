@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from personalize import store
@@ -23,6 +24,7 @@ from personalize.db import Database
 from personalize.candidates import CandidateEngine, UnknownGeneratorError
 from personalize.features import build_context, merge_feature_list
 from personalize.learner import Learner
+from personalize.models import Item
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
 
@@ -165,6 +167,19 @@ class Service:
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
+        if self.candidates is not None and self._catalog_has_items():
+            # Load (or fit) the generators now, off the request path; Rank by userId waits only if it comes first.
+            threading.Thread(target=self._load_candidates_quietly, name="personalize-candidates-load", daemon=True).start()
+
+    def _catalog_has_items(self) -> bool:
+        with self.db.read() as session:
+            return session.execute(select(Item.id).limit(1)).first() is not None
+
+    def _load_candidates_quietly(self) -> None:
+        try:
+            self._candidate_engine()
+        except Exception:  # the first Rank by userId retries and reports the error to its caller
+            log.exception("could not load the candidate generators at start")
 
     def close(self) -> None:
         """Stop background threads and release the database (safe to call twice)."""

@@ -1,6 +1,7 @@
 """Rank by userId with no actions: generated candidates, ranked by the bandit, through HTTP."""
 
 from collections import Counter
+import time
 from typing import Any
 
 import pytest
@@ -109,3 +110,15 @@ def test_choice_frequencies_match_logged_probabilities(make_app: Any) -> None:
             logged.setdefault(entry["id"], entry["probability"])
     for item, p in logged.items():  # untrained model, fixed candidate set: one distribution
         assert abs(chosen[item] / n - p) < 4 * (p * (1 - p) / n) ** 0.5 + 0.005, (item, chosen[item] / n, p)
+
+
+def test_service_loads_generators_at_start(make_app: Any, tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/start.db"
+    first = make_app(start=False, database_url=url)
+    load_catalog(first.test_client())
+    first.extensions["personalize"].close()
+    service = make_app(start=True, database_url=url, generator_refresh_interval=0).extensions["personalize"]
+    deadline = time.time() + 60
+    while not service._candidates_loaded and time.time() < deadline:  # loaded in the background, no Rank call needed
+        time.sleep(0.05)
+    assert service._candidates_loaded

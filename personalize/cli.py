@@ -35,7 +35,7 @@ def settings_from(config_file: str | None, database_url: str | None, data_dir: s
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+@click.option("--log-level", default="WARNING", show_default=True, help="Logging level (INFO shows migrations and learner activity).")
 def cli(log_level: str) -> None:
     """personalize: a self-hosted, Personalizer-compatible contextual bandit service."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -326,7 +326,7 @@ class Service:
             },
             **counts,
             "settings": {
-                "learningPolicy": " ".join(s.vw_args), "exploration": s.exploration,
+                "learningPolicy": s.learning_policy, "exploration": s.exploration,
                 "rewardWaitTime": s.reward_wait_time, "rewardAggregation": s.reward_aggregation,
                 "defaultReward": s.default_reward, "learner": s.learner,
             },

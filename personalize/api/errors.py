@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 __all__ = ["ApiError", "register_error_handlers"]
@@ -41,7 +41,8 @@ _HTTP_CODES = {
 _HTTP_HINTS = {
     404: "Check the URL: the API lives under /personalizer/v1.0/ (see docs/api.md).",
     405: "Check the HTTP method for this URL in docs/api.md.",
-    413: "The request body is larger than max_body_bytes; send fewer or smaller actions, or raise PERSONALIZE_MAX_BODY_BYTES.",
+    413: "The request body is larger than the limit (max_body_bytes); send less per call, "
+         "or raise PERSONALIZE_MAX_BODY_BYTES.",
 }
 
 
@@ -54,6 +55,8 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         status = exc.code or 500
         message = _HTTP_HINTS.get(status) or exc.description or exc.name
+        if status == 413 and current_app.config.get("MAX_CONTENT_LENGTH"):
+            message = message.replace("the limit", f"the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes")
         body = {"error": {"code": _HTTP_CODES.get(status, exc.name.replace(" ", "")), "message": message}}
         return jsonify(body), status
 

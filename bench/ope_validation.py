@@ -13,6 +13,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import pickle
 import time
 from pathlib import Path
@@ -49,6 +51,7 @@ def main() -> None:
     print(f"{len(log.events) - args.train} evaluation events (after {args.train} training events) logged with "
           f"exploration={args.exploration} in {logged:.0f}s; estimated in {estimated:.0f}s")
     print(format_report(results))
+    (out / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1) + "\n")
     s = summary(results)
     print(f"fixed targets: worst DR {100 * s['dr'][0]:.1f}% (target <= 5%), worst IPS {100 * s['ips'][0]:.1f}% "
           f"(target <= 10%)")

@@ -1,5 +1,6 @@
 """Replay and the evaluate command on a log written by the real service, and OPE vs ground truth."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,22 @@ def test_frozen_policy_does_not_learn_from_the_events_it_scores(ground_truth) ->
     once = frozen_policy(events[:100], events[100:150], args)
     again = frozen_policy(events[:100], events[100:150][::-1], args)[::-1]
     assert all(np.allclose(a, b) for a, b in zip(once, again))
+
+
+def test_predictions_do_not_depend_on_the_logged_action(ground_truth) -> None:
+    """A target's probability of action a must not move when the log says another action was taken."""
+    events = ground_truth.events
+    args = policy_args("--cb_explore_adf -q :: --epsilon 0.2")
+    moved = []
+    for e in events[100:130]:
+        data = json.loads(e.line)
+        other = (e.chosen + 1) % len(e.logged_pmf)
+        data.update({"_labelIndex": other, "_label_Action": other + 1,
+                     "a": [other + 1] + [a for a in data["a"] if a != other + 1]})
+        moved.append(json.dumps(data))
+    before = frozen_policy(events[:100], events[100:130], args)
+    after = frozen_policy(events[:100], list(parse_dsjson(moved)), args)
+    assert all(np.allclose(a, b) for a, b in zip(before, after))
 
 
 def test_reward_model_is_calibrated_on_the_taken_actions(ground_truth) -> None:

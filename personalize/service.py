@@ -21,7 +21,8 @@ from personalize import store
 from personalize.api.errors import ApiError
 from personalize.config import Settings
 from personalize.db import Database
-from personalize.candidates import CandidateEngine, UnknownGeneratorError
+from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
+from personalize.catalog import load_training_data
 from personalize.features import build_context, merge_feature_list
 from personalize.learner import Learner
 from personalize.models import Item
@@ -152,6 +153,7 @@ class Service:
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
         self._candidates_loaded = False
         self._candidates_lock = threading.Lock()
+        self._train_lock = threading.Lock()
         self._inline_calls = 0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -222,6 +224,33 @@ class Service:
                         self.candidates.start_refresh()
                     self._candidates_loaded = True
         return self.candidates
+
+    def train_generators(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        """Fit the generators on the store now, store the models, and switch this process to them.
+
+        The same work as `personalize train`, for clients (and the simulator) that retrain on
+        their own schedule. Rank calls keep being answered by the previous models meanwhile.
+        """
+        if self.candidates is None:
+            raise ApiError(422, "GeneratorsDisabled", "No candidate generators are enabled; set PERSONALIZE_GENERATORS.", "generators")
+        names = body.get("generators") if body else None
+        if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names)):
+            raise ApiError(400, "BadRequest", 'generators must be a non-empty array of names, e.g. {"generators": ["als"]}.', "generators")
+        with self._train_lock:
+            with self.db.read() as session:
+                data = load_training_data(session)
+            try:
+                fitted = fit_generators(data, names)
+            except UnknownGeneratorError as exc:
+                raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to train all.", "generators") from None
+            with self.db.write() as session:
+                save_generators(session, {name: generator for name, (generator, _) in fitted.items()}, now=self.clock())
+            engine = self._candidate_engine()
+            engine.refresh()
+        return {
+            "items": len(data.item_ids), "users": len(data.user_ids), "interactions": len(data.values),
+            "trained": {name: {"seconds": round(seconds, 3)} for name, (_, seconds) in fitted.items()},
+        }
 
     def _generate_actions(self, request: RankRequest, body: dict[str, Any]) -> None:
         """Fill ``request.actions`` from the candidate generators (Rank by userId, no actions)."""

@@ -122,3 +122,19 @@ def test_service_loads_generators_at_start(make_app: Any, tmp_path: Any) -> None
     while not service._candidates_loaded and time.time() < deadline:  # loaded in the background, no Rank call needed
         time.sleep(0.05)
     assert service._candidates_loaded
+
+
+def test_train_endpoint_refits_the_generators(generated: tuple[Any, Any]) -> None:
+    client, _ = generated
+    fresh = {"userId": "stranger", "generators": ["fresh"], "numCandidates": 5}
+    assert client.post(RANK, json=fresh).status_code == 201  # generators loaded before the new item exists
+    new_item = {"id": "brand-new", "features": {"title": "Brand New", "genres": ["Drama"]}, "createdAt": 4_000_000_000}
+    assert client.put("/personalizer/v1.0/catalog/items/brand-new", json=new_item).status_code == 201
+    before = {r["id"] for r in client.post(RANK, json=fresh).json["ranking"]}
+    response = client.post("/personalizer/v1.0/generators/train", json={"generators": ["fresh", "popular"]})
+    assert response.status_code == 200, response.json
+    assert set(response.json["trained"]) == {"fresh", "popular"} and response.json["items"] == 61
+    after = {r["id"] for r in client.post(RANK, json=fresh).json["ranking"]}
+    assert "brand-new" not in before and "brand-new" in after
+    assert client.post("/personalizer/v1.0/generators/train", json={"generators": ["nope"]}).status_code == 422
+    assert client.post("/personalizer/v1.0/generators/train", data="[1]", content_type="application/json").status_code == 400

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from personalize.api._common import json_body
 from personalize.api.errors import ApiError
 from personalize.catalog import (
     RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
@@ -118,3 +119,12 @@ def post_interactions() -> tuple[Response, int]:
         count = add_interactions(session, interactions)
         session.commit()
     return jsonify({"inserted": count}), 201
+
+
+@bp.post("/generators/train")
+def train_generators() -> tuple[Response, int]:
+    """Refit the candidate generators now (what `personalize train` does), e.g. after an import."""
+    body = json_body(required=False)
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", 'The body must be empty or a JSON object like {"generators": ["als"]}.')
+    return jsonify(_service().train_generators(body)), 200

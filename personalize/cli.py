@@ -87,8 +87,8 @@ def learn(config_file: str | None, database_url: str | None, data_dir: str | Non
     click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")
     learner.start()
     try:
-        while learner._thread is not None and learner._thread.is_alive():
-            learner._thread.join(0.5)
+        while not learner.wait(0.5):
+            pass
     except KeyboardInterrupt:
         learner.stop()
 

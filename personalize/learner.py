@@ -90,6 +90,12 @@ class Learner:
         self._thread = threading.Thread(target=self.run, name="personalize-learner", daemon=True)
         self._thread.start()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block while the learner thread runs; True once it has stopped."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._thread is None or not self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread and hand the lease back, so a successor starts at once."""
         self._stop.set()

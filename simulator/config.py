@@ -90,6 +90,8 @@ class RunConfig:
                    "(Rank by userId: the service proposes `actions` candidates from its catalog, loaded at the start "
                    "with the users' past interactions; the oracle picks from the whole released catalog).")
     actions: int = _k(50, "Candidate actions per Rank call (inline: sent; generators: numCandidates).")
+    refit_every: int = _k(0, "Generator mode: refit the service's generators (POST /generators/train) every N "
+                          "events, so released items and in-run clicks reach the candidates; 0 = never.")
     popularity_bias: float = _k(0.5, "Candidates are drawn with probability proportional to popularity^bias.")
     fresh_share: float = _k(0.1, "Share of candidates drawn from items released in the last 1,000 events.")
     window: int = _k(0, "Events per point of the curves (0 = events/40).")
@@ -126,6 +128,7 @@ class SimConfig:
             (self.choice.slate_size >= 1, "choice.slate_size must be at least 1"),
             (self.run.actions >= 2, "run.actions must be at least 2"),
             (self.run.mode in ("inline", "generators"), "run.mode must be 'inline' or 'generators'"),
+            (self.run.refit_every >= 0, "run.refit_every must be >= 0"),
             (self.users.segments >= 1, "users.segments must be at least 1"),
             (len(self.context.devices) == len(self.context.device_weights),
              "context.device_weights needs one weight per device"),

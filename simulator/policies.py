@@ -113,13 +113,15 @@ class Service:
     """
 
     def __init__(self, name: str, transport: Transport, catalog: Catalog, run_id: str,
-                 loader: CatalogLoader | None = None, candidates: int = 50):
+                 loader: CatalogLoader | None = None, candidates: int = 50, refit_every: int = 0):
         self.name = name
         self.transport = transport
         self.catalog = catalog
         self.run_id = run_id
         self.loader = loader
         self.candidates = candidates
+        self.refit_every = refit_every
+        self.refits = 0
         self.row_of = {item_id: row for row, item_id in enumerate(catalog.ids)}
         self._answer: dict | None = None
 
@@ -131,6 +133,9 @@ class Service:
         if self.loader is None:
             return None
         self.loader.release(visit.step)
+        if self.refit_every and visit.step and visit.step % self.refit_every == 0:
+            self.transport.post("/generators/train", {})  # the public API; deterministic in simulated time
+            self.refits += 1
         self._answer = self.transport.rank({
             "eventId": self.event_id(visit), "userId": world.user_id(visit.slot),
             "contextFeatures": world.context_features(visit), "numCandidates": self.candidates,

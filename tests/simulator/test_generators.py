@@ -13,3 +13,10 @@ def test_serendipity_changes_what_the_generators_propose(small_config, tmp_path:
         assert 0.0 < summaries["test"]["value"] <= summaries["oracle"]["value"] <= 1.0
     assert results[0.0]["oracle"] == results[1.0]["oracle"]  # same world, whole catalog: the setting cannot matter
     assert results[0.0]["test"]["coverage"] != results[1.0]["test"]["coverage"]
+
+
+def test_refits_bring_released_items_into_the_candidates(small_config, tmp_path: Path) -> None:
+    base = small_config.with_overrides(run={"mode": "generators", "policies": ["test"]})
+    never = run(base, 60, tmp_path / "never").summaries["test"]
+    refit = run(base.with_overrides(run={"refit_every": 20}), 60, tmp_path / "refit").summaries["test"]
+    assert refit["coverage"] != never["coverage"]  # refits change what the generators know, hence propose

@@ -9,29 +9,15 @@ import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from personalize import plugins, store
-from personalize.config import Settings, SettingsError, load_settings, settings_table
+from personalize.cli_options import open_database, settings_from, settings_options
+from personalize.config import settings_table
 
-__all__ = ["main", "cli", "settings_options", "settings_from"]
-
-
-def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--config / --database-url / --data-dir, shared by every command that opens the store."""
-    func = click.option("--data-dir", help="Folder for the default SQLite database [env PERSONALIZE_DATA_DIR].")(func)
-    func = click.option("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db [env PERSONALIZE_DATABASE_URL].")(func)
-    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file [env PERSONALIZE_CONFIG].")(func)
-    return func
-
-
-def settings_from(config_file: str | None, database_url: str | None, data_dir: str | None, **extra: Any) -> Settings:
-    try:
-        return load_settings({"database_url": database_url, "data_dir": data_dir, **extra}, config_file=config_file)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+__all__ = ["main", "cli"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,10 +37,9 @@ def cli(log_level: str) -> None:
 def serve(host: str, port: int, workers: int, threads: int, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the service under gunicorn (production WSGI server)."""
     settings = settings_from(config_file, database_url, data_dir)
-    from personalize.db import make_engine, upgrade_schema
     from personalize.server import run_server
 
-    upgrade_schema(make_engine(settings.resolved_database_url, settings.sqlite_synchronous))  # once, before forking
+    open_database(settings).dispose()  # migrate once, before the workers fork
     # Workers rebuild settings from the environment: pass the flags on through it.
     for key, value in (("PERSONALIZE_CONFIG", config_file), ("PERSONALIZE_DATABASE_URL", database_url), ("PERSONALIZE_DATA_DIR", data_dir)):
         if value:
@@ -76,13 +61,10 @@ def serve(host: str, port: int, workers: int, threads: int, config_file: str | N
 @settings_options
 def learn(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the learner as its own process (for several server processes or machines)."""
-    from personalize.db import Database
     from personalize.learner import Learner
 
     settings = settings_from(config_file, database_url, data_dir)
-    database = Database(settings.resolved_database_url, settings.sqlite_synchronous)
-    database.upgrade()
-    learner = Learner(settings, database)
+    learner = Learner(settings, open_database(settings))
     signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
     click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")
     learner.start()
@@ -109,14 +91,10 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
         return
     import time
 
-    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
-
-    settings = settings_from(config_file, database_url, data_dir)
-    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
-    upgrade_schema(engine)
-    with make_sessionmaker(engine)() as session:
+    database = open_database(settings_from(config_file, database_url, data_dir))
+    with database.read() as session:
         counts = store.status_counts(session, time.time())
-        snapshot = store.latest_snapshot(session)
+        snapshot = store.latest_snapshot_info(session)
     model = {"version": snapshot.version if snapshot else 0, "lastLearnedAt": snapshot.created_at if snapshot else None,
              "eventsLearned": snapshot.events_learned if snapshot else 0}
     click.echo(json.dumps({"model": model, **counts}, indent=2))
@@ -149,14 +127,11 @@ def logs() -> None:
 def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Write logged events in VW's DSJSON format, one decision per line, in rank order."""
-    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
     from personalize.dsjson import event_line
 
     settings = settings_from(config_file, database_url, data_dir)
-    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
-    upgrade_schema(engine)
     count = 0
-    with make_sessionmaker(engine)() as session:
+    with open_database(settings).read() as session:
         for event in store.iter_events(session, _parse_time(since), _parse_time(until), learned_only=not include_unlearned):
             reward = event.learned_reward if event.learned_reward is not None else settings.default_reward
             output.write(event_line(event, reward) + "\n")
@@ -173,10 +148,8 @@ def db() -> None:
 @settings_options
 def db_upgrade(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Apply Alembic migrations up to the newest schema."""
-    from personalize.db import make_engine, upgrade_schema
-
     settings = settings_from(config_file, database_url, data_dir)
-    upgrade_schema(make_engine(settings.resolved_database_url, settings.sqlite_synchronous))
+    open_database(settings).dispose()
     click.echo(f"schema up to date: {settings.resolved_database_url}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import ContextManager, Iterator
+from typing import TYPE_CHECKING, ContextManager, Iterator
 
 import orjson
 from alembic import command
@@ -13,6 +13,9 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker, Session
+
+if TYPE_CHECKING:
+    from personalize.config import Settings
 
 __all__ = ["Database", "make_engine", "upgrade_schema", "make_sessionmaker"]
 
@@ -85,9 +88,9 @@ class Database:
         self.read = make_sessionmaker(self.engine, readonly=True)
         self._lock: threading.Lock | None = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self._lock is not None
+    @classmethod
+    def for_settings(cls, settings: "Settings") -> "Database":
+        return cls(settings.resolved_database_url, settings.sqlite_synchronous)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -144,9 +144,8 @@ class Service:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.db = Database(settings.resolved_database_url, settings.sqlite_synchronous)
+        self.db = Database.for_settings(settings)
         self.db.upgrade()
-        self.engine = self.db.engine
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args, settings.exploration)
         self.learner: Learner | None = None
@@ -344,7 +343,7 @@ class Service:
         now = self.clock()
         with self.db.read() as session:
             counts = store.status_counts(session, now)
-            snapshot = store.latest_snapshot(session)
+            snapshot = store.latest_snapshot_info(session)
         s = self.settings
         return {
             "model": {

@@ -26,7 +26,7 @@ from personalize.models import Event, Interaction, LearnerLease, ModelSnapshot, 
 
 __all__ = [
     "insert_event", "add_reward", "any_ready", "activate_event", "claim_ready", "claimed_with_rewards",
-    "publish_snapshot", "latest_snapshot", "latest_version", "release_claims", "acquire_lease", "release_lease",
+    "publish_snapshot", "latest_snapshot", "latest_snapshot_info", "latest_version", "release_claims", "acquire_lease", "release_lease",
     "status_counts", "iter_events", "JoinedEvent",
 ]
 
@@ -192,6 +192,12 @@ def publish_snapshot(
 
 def latest_snapshot(session: Session) -> ModelSnapshot | None:
     return session.execute(select(ModelSnapshot).order_by(ModelSnapshot.version.desc()).limit(1)).scalar_one_or_none()
+
+
+def latest_snapshot_info(session: Session) -> Any:
+    """Version, time and event count of the newest snapshot, without loading the model itself."""
+    query = select(ModelSnapshot.version, ModelSnapshot.created_at, ModelSnapshot.events_learned)
+    return session.execute(query.order_by(ModelSnapshot.version.desc()).limit(1)).first()
 
 
 def latest_version(session: Session) -> int:

@@ -21,34 +21,16 @@ from personalize.catalog import (
     InteractionIn, InvalidRow, ItemIn, RowError, add_interactions, load_training_data, parse_interaction, parse_item,
     upsert_items, validate_rows,
 )
-from personalize.config import Settings, SettingsError, load_settings
+from personalize.cli_options import open_database, settings_from, settings_options
+from personalize.config import Settings
 from personalize.hookspecs import hookimpl
 
 BATCH = 1000
 ERRORS_SHOWN = 20
 
 
-def _store_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The same --config/--database-url/--data-dir flags as the core commands."""
-    func = click.option("--data-dir", help="Folder for the default SQLite database [env PERSONALIZE_DATA_DIR].")(func)
-    func = click.option("--database-url", help="SQLAlchemy URL [env PERSONALIZE_DATABASE_URL].")(func)
-    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")(func)
-    return func
-
-
-def _settings(config_file: str | None, database_url: str | None, data_dir: str | None) -> Settings:
-    try:
-        return load_settings({"database_url": database_url, "data_dir": data_dir}, config_file=config_file)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 def _sessions(settings: Settings) -> sessionmaker[Session]:
-    from personalize.db import make_engine, make_sessionmaker, upgrade_schema
-
-    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
-    upgrade_schema(engine)
-    return make_sessionmaker(engine)
+    return open_database(settings).sessions
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -156,7 +138,7 @@ _ALL_OR_NOTHING = click.option("--all-or-nothing", is_flag=True, help="Store not
 @click.option("--separator", default="|", show_default=True, help="Separator of list columns.")
 @click.option("--number", "numbers", multiple=True, metavar="COLUMN", help="COLUMN holds a number (repeatable).")
 @_ALL_OR_NOTHING
-@_store_options
+@settings_options
 def import_items(file: Path, fmt: str | None, maps: tuple[str, ...], lists: tuple[str, ...], separator: str,
                  numbers: tuple[str, ...], all_or_nothing: bool, config_file: str | None, database_url: str | None,
                  data_dir: str | None) -> None:
@@ -166,7 +148,7 @@ def import_items(file: Path, fmt: str | None, maps: tuple[str, ...], lists: tupl
     Example (MovieLens movies.csv):
       personalize import items movies.csv --map id=movieId --list genres
     """
-    settings = _settings(config_file, database_url, data_dir)
+    settings = settings_from(config_file, database_url, data_dir)
     items, errors = _parse_file(file, fmt, _mapping(maps), lambda row: parse_item(_typed(row, lists, separator, numbers)))
     if not (errors and all_or_nothing):
         _store(_sessions(settings), items, upsert_items)
@@ -179,7 +161,7 @@ def import_items(file: Path, fmt: str | None, maps: tuple[str, ...], lists: tupl
 @_MAP
 @click.option("--type", "default_type", default="view", show_default=True, help="Type of rows without a type column.")
 @_ALL_OR_NOTHING
-@_store_options
+@settings_options
 def import_interactions(file: Path, fmt: str | None, maps: tuple[str, ...], default_type: str, all_or_nothing: bool,
                         config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Add interactions. Fields: userId, itemId, type, value (default 1), timestamp (default now), eventId.
@@ -188,7 +170,7 @@ def import_interactions(file: Path, fmt: str | None, maps: tuple[str, ...], defa
     Example (MovieLens ratings.csv):
       personalize import interactions ratings.csv --map itemId=movieId --map value=rating --type rating
     """
-    settings = _settings(config_file, database_url, data_dir)
+    settings = settings_from(config_file, database_url, data_dir)
     rows, errors = _parse_file(file, fmt, _mapping(maps), lambda row: parse_interaction(row, default_type))
     if not (errors and all_or_nothing):
         _store(_sessions(settings), rows, add_interactions)
@@ -196,12 +178,12 @@ def import_interactions(file: Path, fmt: str | None, maps: tuple[str, ...], defa
 
 
 @import_group.command("movielens")
-@_store_options
+@settings_options
 def import_movielens(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Load the bundled MovieLens-small data set: 9,742 movies as items, 100,836 ratings as interactions."""
     from personalize.movielens import load_movies, load_ratings
 
-    sessions = _sessions(_settings(config_file, database_url, data_dir))
+    sessions = _sessions(settings_from(config_file, database_url, data_dir))
     items = [ItemIn(m["id"], m["features"], m["created_at"], True) for m in load_movies()]
     ratings = [InteractionIn(user, item, "rating", rating, ts) for user, item, rating, ts in load_ratings()]
     _store(sessions, items, upsert_items)
@@ -211,7 +193,7 @@ def import_movielens(config_file: str | None, database_url: str | None, data_dir
 
 @click.command("train")
 @click.option("--generator", "names", multiple=True, help="Fit only this generator (repeatable) [default: all].")
-@_store_options
+@settings_options
 def train(names: tuple[str, ...], config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Fit candidate generators on the stored catalog and interactions, and store what they learned.
 
@@ -220,7 +202,7 @@ def train(names: tuple[str, ...], config_file: str | None, database_url: str | N
     from personalize.candidates import fit_generators, save_generators
     from personalize.plugins import UnknownGeneratorError
 
-    sessions = _sessions(_settings(config_file, database_url, data_dir))
+    sessions = _sessions(settings_from(config_file, database_url, data_dir))
     with sessions() as session:
         data = load_training_data(session)
     click.echo(f"training on {len(data.item_ids)} items, {len(data.user_ids)} users, {len(data.values)} interactions")
@@ -242,7 +224,7 @@ def train(names: tuple[str, ...], config_file: str | None, database_url: str | N
               help="Share of each user's latest interactions held out.")
 @click.option("--movielens", is_flag=True, help="Evaluate on the bundled MovieLens-small data instead of the store.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
-@_store_options
+@settings_options
 def evaluate_generators_command(names: tuple[str, ...], k: int, holdout: float, movielens: bool, json_path: Path | None,
                                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Recall@k, NDCG@k, coverage and novelty of each generator on a per-user temporal split."""
@@ -255,7 +237,7 @@ def evaluate_generators_command(names: tuple[str, ...], k: int, holdout: float, 
 
         data = TrainingData.build(((m["id"], m["features"], m["created_at"], True) for m in load_movies()), load_ratings())
     else:
-        with _sessions(_settings(config_file, database_url, data_dir))() as session:
+        with _sessions(settings_from(config_file, database_url, data_dir))() as session:
             data = load_training_data(session)
     known = list(generator_classes())
     unknown = [n for n in names if n not in known]

@@ -33,18 +33,17 @@ def _timestamp(text: str | None) -> float | None:
 def store_lines(config_file: str | None, since: float | None, until: float | None) -> Iterator[str]:
     """DSJSON lines of the learned events in the service's store, in the order they were learned."""
     from personalize.config import load_settings
-    from personalize.db import make_engine, make_sessionmaker
+    from personalize.db import Database
     from personalize.dsjson import event_line
     from personalize.store import iter_events
 
-    settings = load_settings(config_file=config_file)
-    engine = make_engine(settings.resolved_database_url, settings.sqlite_synchronous)
+    database = Database.for_settings(load_settings(config_file=config_file))
     try:
-        with make_sessionmaker(engine)() as session:
-            for event in iter_events(session, since=since, until=until):
-                yield event_line(event, event.learned_reward if event.learned_reward is not None else 0.0)
+        with database.read() as session:
+            for event in iter_events(session, since=since, until=until):  # learned events only
+                yield event_line(event, event.learned_reward)
     finally:
-        engine.dispose()
+        database.dispose()
 
 
 @click.command("evaluate")

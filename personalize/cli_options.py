@@ -1,0 +1,35 @@
+"""Options and helpers shared by every command that opens the store (core and plugin commands alike)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from personalize.config import Settings, SettingsError, load_settings
+from personalize.db import Database
+
+__all__ = ["settings_options", "settings_from", "open_database"]
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--config / --database-url / --data-dir."""
+    func = click.option("--data-dir", help="Folder for the default SQLite database [env PERSONALIZE_DATA_DIR].")(func)
+    func = click.option("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db [env PERSONALIZE_DATABASE_URL].")(func)
+    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file [env PERSONALIZE_CONFIG].")(func)
+    return func
+
+
+def settings_from(config_file: str | None, database_url: str | None, data_dir: str | None, **extra: Any) -> Settings:
+    """Settings from the flags above (over the environment and the file); a bad value is a usage error."""
+    try:
+        return load_settings({"database_url": database_url, "data_dir": data_dir, **extra}, config_file=config_file)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def open_database(settings: Settings) -> Database:
+    """The store named by the settings, migrated to the newest schema."""
+    database = Database.for_settings(settings)
+    database.upgrade()
+    return database

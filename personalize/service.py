@@ -57,8 +57,11 @@ def _check_id(value: Any, target: str, what: str) -> str:
     return value
 
 
-def parse_rank_request(body: Any, settings: Settings, *, actions_required: bool = True) -> RankRequest:
-    """Validate a Personalizer Rank body; every error names the field and the fix."""
+def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
+    """Validate a Personalizer Rank body; every error names the field and the fix.
+
+    Without ``actions`` the body must name a ``userId``: its candidates are generated later.
+    """
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "The request body must be a JSON object with contextFeatures and actions.")
     event_id = body.get("eventId")
@@ -76,7 +79,7 @@ def parse_rank_request(body: Any, settings: Settings, *, actions_required: bool 
     raw_actions = body.get("actions")
     actions: list[tuple[str, dict[str, Any]]] = []
     if raw_actions is None:
-        if actions_required:
+        if user_id is None:
             raise ApiError(
                 400, "BadRequest",
                 "actions is required: send a non-empty array of {id, features}, or a userId and no actions to have "
@@ -118,6 +121,13 @@ def parse_rank_request(body: Any, settings: Settings, *, actions_required: bool 
     if actions and ids.issubset(excluded):
         raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
     return RankRequest(event_id=event_id, context=context, actions=actions, excluded=excluded, defer=defer, user_id=user_id)
+
+
+def _generator_names(value: Any) -> list[str] | None:
+    """The optional ``generators`` field: absent, or a non-empty list of names."""
+    if value is not None and (not isinstance(value, list) or not value or not all(isinstance(n, str) and n for n in value)):
+        raise ApiError(400, "BadRequest", 'generators must be a non-empty array of names, e.g. ["item_knn", "popular"].', "generators")
+    return value
 
 
 def parse_reward_value(body: Any, settings: Settings) -> float:
@@ -232,9 +242,7 @@ class Service:
         """
         if self.candidates is None:
             raise ApiError(422, "GeneratorsDisabled", "No candidate generators are enabled; set PERSONALIZE_GENERATORS.", "generators")
-        names = body.get("generators") if body else None
-        if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names)):
-            raise ApiError(400, "BadRequest", 'generators must be a non-empty array of names, e.g. {"generators": ["als"]}.', "generators")
+        names = _generator_names(body.get("generators") if body else None)
         with self._train_lock:
             with self.db.read() as session:
                 data = load_training_data(session)
@@ -256,9 +264,7 @@ class Service:
         n = body.get("numCandidates", self.settings.num_candidates)
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.settings.max_actions:
             raise ApiError(400, "BadRequest", f"numCandidates must be an integer from 1 to {self.settings.max_actions}.", "numCandidates")
-        names = body.get("generators")
-        if names is not None and (not isinstance(names, list) or not names or not all(isinstance(x, str) and x for x in names)):
-            raise ApiError(400, "BadRequest", 'generators must be a non-empty array of generator names, e.g. ["item_knn", "popular"].', "generators")
+        names = _generator_names(body.get("generators"))
         engine = self._candidate_engine()
         try:
             proposed = engine.propose(request.user_id, body.get("contextFeatures"), n, names, None, seed_for(request.event_id))
@@ -269,19 +275,12 @@ class Service:
                            "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
         request.actions = [(c.item_id, merge_feature_list(c.features, f"candidates[{c.item_id}]")) for c in proposed]
         request.extra["generators"] = {c.item_id: c.generators for c in proposed}
-        excluded = [e for e in request.excluded if e in {c.item_id for c in proposed}]
-        if len(excluded) == len(proposed):
+        if set(request.extra["generators"]).issubset(request.excluded):
             raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
 
     def rank(self, body: Any) -> dict[str, Any]:
-        request = parse_rank_request(body, self.settings, actions_required=False)
-        if not request.actions:
-            if request.user_id is None:
-                raise ApiError(
-                    400, "BadRequest",
-                    "actions is required: send a non-empty array of {id, features}, or a userId and no actions to have "
-                    "candidates generated from the catalog.", "actions",
-                )
+        request = parse_rank_request(body, self.settings)
+        if not request.actions:  # a userId and no actions
             self._generate_actions(request, body)
         excluded = set(request.excluded)
         kept = [(a, f) for a, f in request.actions if a not in excluded]

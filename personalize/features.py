@@ -37,8 +37,6 @@ class FeatureError(ApiError):
 
 
 def _clean_value(value: Any, path: str, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise FeatureError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", path)
     if value is None or isinstance(value, bool) or isinstance(value, str):
         if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
             raise FeatureError(f"{path} is longer than {MAX_STRING_LENGTH} characters; shorten it.", path)
@@ -68,6 +66,9 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
 
 
 def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+    """A validated copy of one feature object; ``depth`` counts the objects it sits in (top level: 1)."""
+    if depth > MAX_DEPTH + 1:
+        raise FeatureError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", path)
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
@@ -84,8 +85,6 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
         elif kind is float and math.isfinite(value):
             out[key] = value
         elif kind is dict:
-            if depth > MAX_DEPTH:
-                raise FeatureError(f"{path}.{key} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", f"{path}.{key}")
             out[key] = _clean_object(value, f"{path}.{key}", depth + 1)
         else:
             out[key] = _clean_value(value, f"{path}.{key}", depth)

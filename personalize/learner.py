@@ -41,6 +41,7 @@ class Learner:
         self.clock = clock
         self.on_publish = on_publish
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
         self.events_learned = 0
         self._workspace: vw.Workspace | None = None
@@ -67,7 +68,7 @@ class Learner:
 
     def _restore(self) -> None:
         """Resume from the newest snapshot; release claims a crashed learner left behind."""
-        args = " ".join(self.settings.vw_args)
+        args = self.vw_args
         with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
@@ -153,7 +154,7 @@ class Learner:
             self.events_learned += len(joined)
             with self.db.write() as session:
                 store.publish_snapshot(
-                    session, version, model, " ".join(self.settings.vw_args), self.events_learned,
+                    session, version, model, self.vw_args, self.events_learned,
                     self.clock(), joined, self.settings.snapshots_kept,
                 )
             self.version = version

@@ -17,7 +17,6 @@ estimand: their truth uses their own per-event probabilities at replay time.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -114,8 +113,7 @@ def log_with_truth(config: SimConfig, events: int, folder: Path, logging: dict |
     finally:
         engine.dispose()
     logged = list(parse_dsjson(line for line, _ in pairs))
-    ids = [json.loads(line)["EventId"] for line, _ in pairs]
-    assert ids == [event_id for _, event_id in pairs]
+    ids = [event_id for _, event_id in pairs]
     return GroundTruthLog(logged, [truth[i][0] for i in ids], [truth[i][1] for i in ids])
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify
 
-from personalize.api._common import json_body
+from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError
 from personalize.catalog import (
     RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
@@ -31,12 +31,8 @@ bp = Blueprint("catalog", __name__, url_prefix="/personalizer/v1.0")
 MAX_BULK_ROWS = 10_000
 
 
-def _service() -> Any:
-    return current_app.extensions["personalize"]
-
-
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    body = json_body(required=False)
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "The body must be a JSON object; send Content-Type: application/json.")
     return body
@@ -71,7 +67,7 @@ def put_item(item_id: str) -> tuple[Response, int]:
     items, errors = validate_rows([(0, {**body, "id": item_id})], parse_item)
     if errors:
         raise ApiError(400, "InvalidItem", errors[0].message, errors[0].field)
-    with _service().sessions() as session:
+    with service().sessions() as session:
         inserted, _ = upsert_items(session, items)
         session.commit()
         return jsonify(item_json(session.get_one(Item, item_id))), 201 if inserted else 200
@@ -84,7 +80,7 @@ def post_items() -> tuple[Response, int]:
     items, errors = validate_rows(rows, parse_item)
     if errors:
         raise _rejected("items", errors)
-    with _service().sessions() as session:
+    with service().sessions() as session:
         inserted, updated = upsert_items(session, items)
         session.commit()
     return jsonify({"inserted": inserted, "updated": updated}), 200
@@ -92,7 +88,7 @@ def post_items() -> tuple[Response, int]:
 
 @bp.get("/catalog/items/<item_id>")
 def read_item(item_id: str) -> Response:
-    with _service().sessions() as session:
+    with service().sessions() as session:
         item = get_item(session, item_id)
         if item is None:
             raise ApiError(404, "ItemNotFound", f"No item with id {item_id!r}; create it with PUT first.", "id")
@@ -101,7 +97,7 @@ def read_item(item_id: str) -> Response:
 
 @bp.delete("/catalog/items/<item_id>")
 def delete_item(item_id: str) -> tuple[str, int]:
-    with _service().sessions() as session:
+    with service().sessions() as session:
         if not deactivate_item(session, item_id):
             raise ApiError(404, "ItemNotFound", f"No item with id {item_id!r}.", "id")
         session.commit()
@@ -115,7 +111,7 @@ def post_interactions() -> tuple[Response, int]:
     interactions, errors = validate_rows(rows, parse_interaction)
     if errors:
         raise _rejected("interactions", errors)
-    with _service().sessions() as session:
+    with service().sessions() as session:
         count = add_interactions(session, interactions)
         session.commit()
     return jsonify({"inserted": count}), 201
@@ -127,4 +123,4 @@ def train_generators() -> tuple[Response, int]:
     body = json_body(required=False)
     if body is not None and not isinstance(body, dict):
         raise ApiError(400, "BadRequest", 'The body must be empty or a JSON object like {"generators": ["als"]}.')
-    return jsonify(_service().train_generators(body)), 200
+    return jsonify(service().train_generators(body)), 200

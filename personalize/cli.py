@@ -93,11 +93,8 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
 
     database = open_database(settings_from(config_file, database_url, data_dir))
     with database.read() as session:
-        counts = store.status_counts(session, time.time())
-        snapshot = store.latest_snapshot_info(session)
-    model = {"version": snapshot.version if snapshot else 0, "lastLearnedAt": snapshot.created_at if snapshot else None,
-             "eventsLearned": snapshot.events_learned if snapshot else 0}
-    click.echo(json.dumps({"model": model, **counts}, indent=2))
+        status = store.status_counts(session, time.time())
+    click.echo(json.dumps(status, indent=2))
 
 
 def _parse_time(value: str | None) -> float | None:

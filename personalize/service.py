@@ -339,19 +339,12 @@ class Service:
             self.learner.invalidate()
 
     def status(self) -> dict[str, Any]:
-        now = self.clock()
         with self.db.read() as session:
-            counts = store.status_counts(session, now)
-            snapshot = store.latest_snapshot_info(session)
+            status = store.status_counts(session, self.clock())
+        status["model"]["servingVersion"] = self.ranker.version
         s = self.settings
         return {
-            "model": {
-                "version": snapshot.version if snapshot else 0,
-                "servingVersion": self.ranker.version,
-                "lastLearnedAt": snapshot.created_at if snapshot else None,
-                "eventsLearned": snapshot.events_learned if snapshot else 0,
-            },
-            **counts,
+            **status,
             "settings": {
                 "learningPolicy": s.learning_policy, "exploration": s.exploration,
                 "rewardWaitTime": s.reward_wait_time, "rewardAggregation": s.reward_aggregation,

@@ -26,7 +26,7 @@ from personalize.models import Event, Interaction, LearnerLease, ModelSnapshot, 
 
 __all__ = [
     "insert_event", "add_reward", "any_ready", "activate_event", "claim_ready", "claimed_with_rewards",
-    "publish_snapshot", "latest_snapshot", "latest_snapshot_info", "latest_version", "release_claims", "acquire_lease", "release_lease",
+    "publish_snapshot", "latest_snapshot", "latest_version", "release_claims", "acquire_lease", "release_lease",
     "status_counts", "iter_events", "JoinedEvent",
 ]
 
@@ -194,12 +194,6 @@ def latest_snapshot(session: Session) -> ModelSnapshot | None:
     return session.execute(select(ModelSnapshot).order_by(ModelSnapshot.version.desc()).limit(1)).scalar_one_or_none()
 
 
-def latest_snapshot_info(session: Session) -> Any:
-    """Version, time and event count of the newest snapshot, without loading the model itself."""
-    query = select(ModelSnapshot.version, ModelSnapshot.created_at, ModelSnapshot.events_learned)
-    return session.execute(query.order_by(ModelSnapshot.version.desc()).limit(1)).first()
-
-
 def latest_version(session: Session) -> int:
     return session.execute(select(func.max(ModelSnapshot.version))).scalar() or 0
 
@@ -234,7 +228,11 @@ def release_lease(session: Session, owner: str) -> None:
 
 
 def status_counts(session: Session, now: float) -> dict[str, Any]:
-    """Counts a user checks first when "it isn't learning"."""
+    """The newest model and the counts a user checks first when "it isn't learning"."""
+    snapshot = session.execute(  # metadata only: the model itself can be large
+        select(ModelSnapshot.version, ModelSnapshot.created_at, ModelSnapshot.events_learned)
+        .order_by(ModelSnapshot.version.desc()).limit(1)
+    ).first()
     e = Event
     ranked = session.execute(select(func.count()).select_from(e)).scalar() or 0
     rewarded = session.execute(select(func.count()).select_from(e).where(e.reward_count > 0)).scalar() or 0
@@ -250,6 +248,11 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
     ignored = session.execute(select(func.count()).select_from(Reward).where(Reward.counted.is_(False))).scalar() or 0
     lease = session.execute(select(LearnerLease).where(LearnerLease.id == 1)).scalar_one_or_none()
     return {
+        "model": {
+            "version": snapshot.version if snapshot else 0,
+            "lastLearnedAt": snapshot.created_at if snapshot else None,
+            "eventsLearned": snapshot.events_learned if snapshot else 0,
+        },
         "events": {
             "ranked": ranked, "rewarded": rewarded, "learned": learned,
             "pending": waiting + ready, "waitingForRewards": waiting, "readyToLearn": ready,

@@ -9,7 +9,22 @@ import pytest
 RANK = "/personalizer/v1.0/rank"
 SEGMENTS = ["student", "parent", "retiree", "gamer"]
 BEST = {"student": "pizza", "parent": "salad", "retiree": "soup", "gamer": "burger"}
+ROUNDS = 400
+# Fixed, seeded sequences (segments and event ids), so the data never depends on thread timing.
+# Known weakness, kept visible: on sequence 3 the default policy (SquareCB, -l 2, 2 % floor) never
+# recovers one segment's best dish within 400 rounds (144/200 best picks); about 1 sequence in 8
+# does this. Improving the policy should turn this xfail into a pass (strict: then update it).
+SEQUENCES = [1, 2, pytest.param(3, marks=pytest.mark.xfail(strict=True, reason="default policy stuck on one segment")), 7]
 ACTIONS = [{"id": a, "features": [{"food": {"kind": a}}]} for a in ["pizza", "salad", "soup", "burger", "sushi"]]
+
+
+def wait_for_model(app: Any, events: int, timeout: float = 10) -> None:
+    """Until the model serving Rank calls has learned ``events`` events."""
+    learner, ranker = app.extensions["personalize"].learner, app.extensions["personalize"].ranker
+    deadline = time.time() + timeout
+    while not (learner.events_learned >= events and ranker.version == learner.version):
+        assert time.time() < deadline, "the learner thread did not take the reward"
+        time.sleep(0.001)
 
 
 def wait_until_learned(client: Any, timeout: float = 30) -> dict[str, Any]:
@@ -23,20 +38,26 @@ def wait_until_learned(client: Any, timeout: float = 30) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_learns_the_best_action_per_context(app: Any, client: Any) -> None:
-    rng = random.Random(7)
-    for _ in range(400):
+@pytest.mark.parametrize("sequence", SEQUENCES)
+def test_learns_the_best_action_per_context(app: Any, client: Any, sequence: int) -> None:
+    rng = random.Random(sequence)
+    learned = 1
+    for i in range(ROUNDS):
         segment = rng.choice(SEGMENTS)
-        body = {"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS}
+        body = {"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS, "eventId": f"learn-{sequence}-{i}"}
         out = client.post(RANK, json=body).json
         value = 1.0 if out["rewardActionId"] == BEST[segment] else 0.0
         assert client.post(f"/personalizer/v1.0/events/{out['eventId']}/reward", json={"value": value}).status_code == 204
+        # The learner thread takes it within learner_interval; ranking on before then would make the
+        # data depend on thread timing (and the test flaky), so each round sees the newest model.
+        wait_for_model(app, learned)
+        learned += 1
     status = wait_until_learned(client)
-    assert status["events"]["learned"] == 400
+    assert status["events"]["learned"] == ROUNDS
     hits = 0
     for i in range(200):
         segment = SEGMENTS[i % 4]
-        out = client.post(RANK, json={"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS}).json
+        out = client.post(RANK, json={"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS, "eventId": f"check-{sequence}-{i}"}).json
         hits += out["rewardActionId"] == BEST[segment]
-    # exploration is 5%, so a learned policy picks the best action ~96% of the time
+    # SquareCB plus the 2 % uniform floor: a learned policy picks the best action ~95 % of the time
     assert hits / 200 >= 0.9, hits

@@ -16,12 +16,11 @@ import threading
 import time
 from typing import Callable
 
-import vowpal_wabbit_next as vw
-
 from personalize import store
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.dsjson import event_line
+from personalize.vw import Model
 
 __all__ = ["Learner"]
 
@@ -44,8 +43,7 @@ class Learner:
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
         self.events_learned = 0
-        self._workspace: vw.Workspace | None = None
-        self._parser: vw.DSJsonFormatParser | None = None
+        self._model: Model | None = None
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
         self._lease_checked = 0.0
@@ -75,15 +73,14 @@ class Learner:
         if released:
             log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
         if snapshot is not None and snapshot.vw_args == args:
-            self._workspace = vw.Workspace(["--quiet"], model_data=snapshot.model)
+            self._model = Model(["--quiet"], model_data=snapshot.model)
             self.events_learned = snapshot.events_learned
         else:
             if snapshot is not None:
                 log.warning("learning policy changed (%r -> %r): starting a new model", snapshot.vw_args, args)
-            self._workspace = vw.Workspace(self.settings.vw_args)
+            self._model = Model(self.settings.vw_args)
             self.events_learned = 0
         self.version = snapshot.version if snapshot is not None else 0
-        self._parser = vw.DSJsonFormatParser(self._workspace)
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
@@ -135,7 +132,7 @@ class Learner:
         with self._lock:
             if not self._acquire():
                 return 0
-            assert self._workspace is not None and self._parser is not None
+            assert self._model is not None
             version = self.version + 1
             with self.db.read() as session:
                 if not store.any_ready(session, self.clock()):
@@ -148,9 +145,10 @@ class Learner:
                 joined = store.claimed_with_rewards(
                     session, seqs, self.settings.reward_aggregation, self.settings.default_reward
                 )
+            learn = self._model.learn
             for item in joined:
-                self._workspace.learn_one(self._parser.parse_json(event_line(item.event, item.reward)))
-            model = self._workspace.serialize()
+                learn(event_line(item.event, item.reward))
+            model = self._model.serialize()
             self.events_learned += len(joined)
             with self.db.write() as session:
                 store.publish_snapshot(

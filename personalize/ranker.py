@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import vowpal_wabbit_next as vw
-
 from personalize.sampling import mix_uniform, normalize, sample_index, uniform_for
+from personalize.vw import Model
 
 __all__ = ["Ranker", "Decision"]
 
@@ -39,31 +38,28 @@ class Ranker:
         self._vw_args = vw_args
         self.exploration = exploration
         self._lock = threading.Lock()
-        self._workspace = vw.Workspace(vw_args)
-        self._parser = vw.DSJsonFormatParser(self._workspace)
+        self._model = Model(vw_args)
         self.version = 0
 
     def load(self, version: int, model: bytes) -> None:
         """Switch to snapshot ``version`` (ignored if not newer than the current one)."""
         if version <= self.version:
             return
-        workspace = vw.Workspace(["--quiet"], model_data=model)  # options travel inside the model
-        parser = vw.DSJsonFormatParser(workspace)
+        loaded = Model(["--quiet"], model_data=model)  # options travel inside the model
         with self._lock:
             if version > self.version:
-                self._workspace, self._parser, self.version = workspace, parser, version
+                self._model, self.version = loaded, version
 
     def reset(self) -> None:
         """Back to an untrained model (version 0), e.g. after the model was deleted."""
-        workspace = vw.Workspace(self._vw_args)
+        model = Model(self._vw_args)
         with self._lock:
-            self._workspace, self._parser, self.version = workspace, vw.DSJsonFormatParser(workspace), 0
+            self._model, self.version = model, 0
 
     def decide(self, context_json: str, event_id: str) -> Decision:
         """Predict the PMF for the ``c`` object and draw the chosen action with the event-id seed."""
         with self._lock:
-            examples = self._parser.parse_json('{"c":' + context_json + "}")
-            scores = self._workspace.predict_one(examples)
+            scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
         order = [index for index, _ in scores]
         probabilities = mix_uniform(normalize([p for _, p in scores]), self.exploration)

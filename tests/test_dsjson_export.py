@@ -44,7 +44,7 @@ def test_export_replays_to_the_same_predictions(make_app: Any, clock: Any, tmp_p
     for line in lines:
         replay.learn_one(parser.parse_json(line))
 
-    online = vw.Workspace(["--quiet"], model_data=service.learner._workspace.serialize())
+    online = vw.Workspace(["--quiet"], model_data=service.learner._model.serialize())
     for segment in SEGMENTS:
         context = build_context(merge_feature_list([{"user": {"seg": segment}}], "c"),
                                 [(a["id"], merge_feature_list(a["features"], "a")) for a in ACTIONS], True)

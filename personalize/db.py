@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ContextManager, Iterator
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker, Session
 
@@ -52,7 +52,9 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
             # Writers take the lock up front (IMMEDIATE): no deadlock-prone upgrades mid-transaction.
             # Readers (execution option readonly=True) start deferred and never block writers in WAL.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+            # Straight to the driver: this runs for every transaction, and SQLAlchemy's execute
+            # machinery would cost more than SQLite's BEGIN itself.
+            conn.connection.dbapi_connection.execute("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(
@@ -86,6 +88,7 @@ class Database:
         self.engine = make_engine(url, sqlite_synchronous)
         self.sessions = make_sessionmaker(self.engine)
         self.read = make_sessionmaker(self.engine, readonly=True)
+        self._readonly_engine = self.engine.execution_options(readonly=True)
         self._lock: threading.Lock | None = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     @classmethod
@@ -98,6 +101,20 @@ class Database:
         guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
         with guard, self.sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """``write()`` without the ORM: a Core connection in one write transaction, for the hot paths
+        (Rank, Reward, learner steps), where a Session's bookkeeping costs more than the SQL."""
+        guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
+        with guard, self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """``read()`` without the ORM: a Core connection in a read-only transaction."""
+        with self._readonly_engine.begin() as connection:
+            yield connection
 
     def upgrade(self) -> None:
         upgrade_schema(self.engine)

@@ -134,25 +134,25 @@ class Learner:
                 return 0
             assert self._model is not None
             version = self.version + 1
-            with self.db.read() as session:
-                if not store.any_ready(session, self.clock()):
+            with self.db.reading() as connection:
+                if not store.any_ready(connection, self.clock()):
                     return 0
-            with self.db.write() as session:
-                seqs = store.claim_ready(session, self.clock(), version, self.settings.learner_batch)
+            with self.db.transaction() as connection:
+                seqs = store.claim_ready(connection, self.clock(), version, self.settings.learner_batch)
             if not seqs:
                 return 0
-            with self.db.read() as session:
+            with self.db.reading() as connection:
                 joined = store.claimed_with_rewards(
-                    session, seqs, self.settings.reward_aggregation, self.settings.default_reward
+                    connection, seqs, self.settings.reward_aggregation, self.settings.default_reward
                 )
             learn = self._model.learn
             for item in joined:
                 learn(event_line(item.event, item.reward))
             model = self._model.serialize()
             self.events_learned += len(joined)
-            with self.db.write() as session:
+            with self.db.transaction() as connection:
                 store.publish_snapshot(
-                    session, version, model, self.vw_args, self.events_learned,
+                    connection, version, model, self.vw_args, self.events_learned,
                     self.clock(), joined, self.settings.snapshots_kept,
                 )
             self.version = version

@@ -48,7 +48,9 @@ class Ranker:
         loaded = Model(["--quiet"], model_data=model)  # options travel inside the model
         with self._lock:
             if version > self.version:
-                self._model, self.version = loaded, version
+                # swap only: the old model is freed (milliseconds for VW) after the lock is released
+                self._model, self.version, loaded = loaded, version, self._model
+        del loaded
 
     def reset(self) -> None:
         """Back to an untrained model (version 0), e.g. after the model was deleted."""

@@ -1,7 +1,9 @@
 """Data functions for events, rewards, the join and model snapshots.
 
-Each function takes an open Session and leaves commit/rollback to its caller, so one
-request or one learner step is one transaction.
+Each function takes an open Session or Core Connection (``Database.transaction()``, the
+hot paths' cheaper choice) and leaves commit/rollback to its caller, so one request or one
+learner step is one transaction. Statements are built once, at import: constructing
+SQLAlchemy statements per call costs more than SQLite needs to run them.
 
 The join, in one paragraph: a Rank stores an event whose ``ready_at`` is the end of its
 reward wait (NULL while a deferred event waits for activation). With ``earliest``
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,15 +35,23 @@ __all__ = [
 
 _INSERT_EVENT = insert(Event)  # compiled once, reused with bound parameters
 _INSERT_REWARD = insert(Reward)
+_INSERT_INTERACTION = insert(Interaction)
+_INSERT_SNAPSHOT = insert(ModelSnapshot)
+
+Db = Session | Connection
 
 
-def insert_event(session: Session, values: dict[str, Any]) -> None:
+def _connection(db: Db) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def insert_event(session: Db, values: dict[str, Any]) -> None:
     """Store a ranked event; a reused event id is a 409 (never an overwrite).
 
     On a 409 the session's transaction is spoiled; the caller's ``begin()`` block rolls it back.
     """
     try:
-        session.connection().execute(_INSERT_EVENT, values)
+        _connection(session).execute(_INSERT_EVENT, values)
     except IntegrityError:
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
@@ -62,24 +72,55 @@ _LEARN_COLUMNS = select(
     Event.seq, Event.event_id, Event.created_at, Event.example, Event.ranking, Event.probabilities,
     Event.chosen_index, Event.probability, Event.model_version,
 )
+_CHOSEN = select(Event.action_ids, Event.chosen_index).where(Event.seq == bindparam("b_seq"))
+_ACTIVATE = (
+    update(Event).where(Event.seq == bindparam("b_seq"))
+    .values(activated_at=bindparam("b_now"), wait_until=bindparam("b_wait_until"), ready_at=bindparam("b_ready"))
+)
+_READY = and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= bindparam("now"))
+_ANY_READY = select(Event.seq).where(_READY).limit(1)
+_CLAIM = update(Event).where(Event.seq.in_(bindparam("seqs", expanding=True))).values(claimed_version=bindparam("b_version"))
+_CLAIMED_EVENTS = _LEARN_COLUMNS.where(Event.seq.in_(bindparam("seqs", expanding=True)))
+_CLAIMED_REWARDS = (
+    select(Reward.event_seq, Reward.value)
+    .where(Reward.event_seq.in_(bindparam("seqs", expanding=True)), Reward.counted.is_(True))
+    .order_by(Reward.id)
+)
+_READY_QUERIES: dict[tuple[int, bool], Any] = {}
 
 
-def _join_state(session: Session, event_id: str) -> Any:
+def _ready_query(limit: int, postgresql: bool) -> Any:
+    """Up to ``limit`` ready, unclaimed events, oldest-ready first (built once per limit)."""
+    query = _READY_QUERIES.get((limit, postgresql))
+    if query is None:
+        query = select(Event.seq).where(_READY).order_by(Event.ready_at, Event.seq).limit(limit)
+        if postgresql:
+            query = query.with_for_update(skip_locked=True)
+        _READY_QUERIES[(limit, postgresql)] = query
+    return query
+
+
+def _is_postgresql(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def _join_state(connection: Connection, event_id: str) -> Any:
     """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock)."""
-    query = _JOIN_STATE_LOCKED if session.get_bind().dialect.name == "postgresql" else _JOIN_STATE
-    row = session.execute(query, {"event_id": event_id}).first()
+    query = _JOIN_STATE_LOCKED if _is_postgresql(connection) else _JOIN_STATE
+    row = connection.execute(query, {"event_id": event_id}).first()
     if row is None:
         raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
     return row
 
 
-def add_reward(session: Session, event_id: str, value: float, now: float, aggregation: str) -> bool:
+def add_reward(session: Db, event_id: str, value: float, now: float, aggregation: str) -> bool:
     """Record a reward; returns whether it counts toward what is learned.
 
     Refuses (409) rewards that arrive after the event's reward wait has ended, and, with
     ``sum`` aggregation, rewards for an event the learner has already taken.
     """
-    event = _join_state(session, event_id)
+    connection = _connection(session)
+    event = _join_state(connection, event_id)
     if event.wait_until is not None and now > event.wait_until:
         raise ApiError(
             409, "RewardWindowClosed",
@@ -93,7 +134,6 @@ def add_reward(session: Session, event_id: str, value: float, now: float, aggreg
         counted = False
     elif aggregation == "earliest" and event.reward_count > 0:
         counted = False  # earliest: only the first reward is learned; later ones are kept for the record
-    connection = session.connection()
     connection.execute(_INSERT_REWARD, {"event_seq": event.seq, "value": value, "received_at": now, "counted": counted})
     if counted:
         if aggregation == "earliest" and event.ready_at is not None:
@@ -101,43 +141,35 @@ def add_reward(session: Session, event_id: str, value: float, now: float, aggreg
         else:
             connection.execute(_COUNT_REWARD, {"b_seq": event.seq, "b_count": event.reward_count + 1})
     if event.user_id:
-        action_ids, chosen = session.execute(select(Event.action_ids, Event.chosen_index).where(Event.seq == event.seq)).one()
-        connection.execute(insert(Interaction).values(
-            user_id=event.user_id, item_id=str(action_ids[chosen]), type="reward", value=value, timestamp=now, event_id=event_id,
-        ))
+        action_ids, chosen = connection.execute(_CHOSEN, {"b_seq": event.seq}).one()
+        connection.execute(_INSERT_INTERACTION, {
+            "user_id": event.user_id, "item_id": str(action_ids[chosen]), "type": "reward", "value": value,
+            "timestamp": now, "event_id": event_id,
+        })
     return counted
 
 
-def activate_event(session: Session, event_id: str, now: float, wait: float, aggregation: str) -> None:
+def activate_event(session: Db, event_id: str, now: float, wait: float, aggregation: str) -> None:
     """Activate a deferred event: its reward wait starts now. Activating twice is harmless."""
-    event = _join_state(session, event_id)
+    connection = _connection(session)
+    event = _join_state(connection, event_id)
     if event.ready_at is not None:
         return
     ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
-    session.connection().execute(
-        update(Event).where(Event.seq == event.seq).values(activated_at=now, wait_until=now + wait, ready_at=ready_at)
-    )
+    connection.execute(_ACTIVATE, {"b_seq": event.seq, "b_now": now, "b_wait_until": now + wait, "b_ready": ready_at})
 
 
-def any_ready(session: Session, now: float) -> bool:
+def any_ready(session: Db, now: float) -> bool:
     """Cheap read-only check the learner makes before it takes the write lock."""
-    query = select(Event.seq).where(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= now).limit(1)
-    return session.execute(query).first() is not None
+    return _connection(session).execute(_ANY_READY, {"now": now}).first() is not None
 
 
-def claim_ready(session: Session, now: float, version: int, limit: int) -> list[int]:
+def claim_ready(session: Db, now: float, version: int, limit: int) -> list[int]:
     """Claim up to ``limit`` ready, unclaimed events for model ``version``, oldest-ready first."""
-    query = (
-        select(Event.seq)
-        .where(and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= now))
-        .order_by(Event.ready_at, Event.seq)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    seqs = list(session.execute(query).scalars())
+    connection = _connection(session)
+    seqs = list(connection.execute(_ready_query(limit, _is_postgresql(connection)), {"now": now}).scalars())
     if seqs:
-        session.execute(update(Event).where(Event.seq.in_(seqs)).values(claimed_version=version))
+        connection.execute(_CLAIM, {"seqs": seqs, "b_version": version})
     return seqs
 
 
@@ -150,16 +182,14 @@ class JoinedEvent:
     rewarded: bool
 
 
-def claimed_with_rewards(session: Session, seqs: list[int], aggregation: str, default_reward: float) -> list[JoinedEvent]:
+def claimed_with_rewards(session: Db, seqs: list[int], aggregation: str, default_reward: float) -> list[JoinedEvent]:
     """Claimed events in claim order, each with its aggregated reward (or the default)."""
     if not seqs:
         return []
-    events = {e.seq: e for e in session.execute(_LEARN_COLUMNS.where(Event.seq.in_(seqs)))}
+    connection = _connection(session)
+    events = {e.seq: e for e in connection.execute(_CLAIMED_EVENTS, {"seqs": seqs})}
     rewards: dict[int, list[float]] = {}
-    rows = session.execute(
-        select(Reward.event_seq, Reward.value).where(Reward.event_seq.in_(seqs), Reward.counted.is_(True)).order_by(Reward.id)
-    )
-    for seq, value in rows:
+    for seq, value in connection.execute(_CLAIMED_REWARDS, {"seqs": seqs}):
         rewards.setdefault(seq, []).append(value)
     joined = []
     for seq in seqs:
@@ -174,20 +204,21 @@ def claimed_with_rewards(session: Session, seqs: list[int], aggregation: str, de
 
 
 def publish_snapshot(
-    session: Session, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
+    session: Db, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
     learned: list[JoinedEvent], keep: int,
 ) -> None:
     """Store model ``version`` and mark its events learned, atomically; prune old snapshots."""
-    session.execute(insert(ModelSnapshot).values(
-        version=version, created_at=now, vw_args=vw_args, model=model, events_learned=events_learned,
-    ))
+    connection = _connection(session)
+    connection.execute(_INSERT_SNAPSHOT, {
+        "version": version, "created_at": now, "vw_args": vw_args, "model": model, "events_learned": events_learned,
+    })
     if learned:
-        session.connection().execute(
+        connection.execute(
             _MARK_LEARNED, [{"b_seq": j.event.seq, "b_version": version, "b_reward": j.reward} for j in learned]
         )
     cutoff = version - keep
     if cutoff > 0 and version % 10 == 0:  # prune in batches, not on every publish
-        session.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))
+        connection.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))
 
 
 def latest_snapshot(session: Session) -> ModelSnapshot | None:

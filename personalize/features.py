@@ -66,10 +66,14 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
 
 
 def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
-    """A validated copy of one feature object; ``depth`` counts the objects it sits in (top level: 1)."""
+    """``obj`` validated; ``depth`` counts the objects it sits in (top level: 1).
+
+    Copy on write: an object that needs no change (the usual case) is returned as it is, and
+    is never modified, so callers may pass objects they keep (catalog features, request bodies).
+    """
     if depth > MAX_DEPTH + 1:
         raise FeatureError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", path)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] | None = None
     for key, value in obj.items():
         if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
             child = f"{path}.{key}"
@@ -79,23 +83,38 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
                 raise FeatureError(f"{child}: feature names may not start with '_' (VW reserves them); rename the feature.", child)
             raise FeatureError(f"{child[:80]}...: feature names are limited to {MAX_KEY_LENGTH} characters.", path)
         kind = type(value)
-        # Fast path for the common scalar cases; everything else goes through _clean_value.
-        if kind is str and len(value) <= MAX_STRING_LENGTH or kind is int or kind is bool or value is None:
-            out[key] = value
-        elif kind is float and math.isfinite(value):
-            out[key] = value
+        # One type test per common scalar; anything else (or a bad scalar) goes through _clean_value.
+        if kind is str:
+            if len(value) <= MAX_STRING_LENGTH:
+                continue
+        elif kind is int or kind is bool or value is None:
+            continue
+        elif kind is float:
+            if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+                continue
         elif kind is dict:
-            out[key] = _clean_object(value, f"{path}.{key}", depth + 1)
-        else:
-            out[key] = _clean_value(value, f"{path}.{key}", depth)
-    return out
+            cleaned = _clean_object(value, f"{path}.{key}", depth + 1)
+            if cleaned is value:
+                continue
+            if out is None:
+                out = dict(obj)
+            out[key] = cleaned
+            continue
+        cleaned = _clean_value(value, f"{path}.{key}", depth)
+        if cleaned is not value:
+            if out is None:
+                out = dict(obj)
+            out[key] = cleaned
+    return obj if out is None else out
 
 
 def _merge(into: dict[str, Any], new: dict[str, Any], path: str) -> None:
+    """Merge ``new`` into ``into`` (a copy the caller owns); nested objects are copied before they change."""
     for key, value in new.items():
         if key not in into:
             into[key] = value
         elif isinstance(into[key], dict) and isinstance(value, dict):
+            into[key] = dict(into[key])
             _merge(into[key], value, f"{path}.{key}")
         else:
             raise FeatureError(
@@ -104,23 +123,30 @@ def _merge(into: dict[str, Any], new: dict[str, Any], path: str) -> None:
 
 
 def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
-    """Validate a Personalizer feature list (array of objects) and merge it into one object."""
+    """Validate a Personalizer feature list (array of objects) and merge it into one object.
+
+    The result may share (unchanged) objects with ``features``; treat it as read-only.
+    """
     if features is None:
         return {}
     if isinstance(features, dict):  # tolerate a single object where a list is expected
         features = [features]
-    if not isinstance(features, list):
+    elif not isinstance(features, list):
         raise FeatureError(f"{path} must be an array of JSON objects, e.g. [{{\"user\": {{\"age\": 30}}}}].", path)
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] | None = None
     for i, obj in enumerate(features):
-        item_path = f"{path}[{i}]"
         if not isinstance(obj, dict):
+            item_path = f"{path}[{i}]"
             raise FeatureError(f"{item_path} must be a JSON object, not {type(obj).__name__}.", item_path)
-        cleaned = _clean_object(obj, item_path, 1)
-        if merged:
-            _merge(merged, cleaned, path)
-        else:
+        cleaned = _clean_object(obj, f"{path}[{i}]", 1)
+        if merged is None:
             merged = cleaned
+        else:
+            if i == 1:
+                merged = dict(merged)  # never modify the caller's objects
+            _merge(merged, cleaned, path)
+    if merged is None:
+        return {}
     if ACTION_ID_NAMESPACE in merged:
         raise FeatureError(f"{path}.{ACTION_ID_NAMESPACE} is reserved by the service; rename it.", path)
     return merged

@@ -98,14 +98,15 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
             )
         seen: set[str] = set()
         for i, action in enumerate(raw_actions):
-            target = f"actions[{i}]"
             if not isinstance(action, dict):
-                raise ApiError(400, "BadRequest", f"{target} must be an object with id and features.", target)
-            action_id = _check_id(action.get("id"), f"{target}.id", "unique within this request")
+                raise ApiError(400, "BadRequest", f"actions[{i}] must be an object with id and features.", f"actions[{i}]")
+            action_id = action.get("id")
+            if not (type(action_id) is str and 0 < len(action_id) <= MAX_ID_LENGTH and action_id.isprintable()):
+                action_id = _check_id(action_id, f"actions[{i}].id", "unique within this request")  # raises the exact error
             if action_id in seen:
-                raise ApiError(400, "DuplicateActionId", f"{target}.id {action_id!r} appears twice; action ids must be unique.", f"{target}.id")
+                raise ApiError(400, "DuplicateActionId", f"actions[{i}].id {action_id!r} appears twice; action ids must be unique.", f"actions[{i}].id")
             seen.add(action_id)
-            actions.append((action_id, merge_feature_list(action.get("features"), f"{target}.features")))
+            actions.append((action_id, merge_feature_list(action.get("features"), f"actions[{i}].features")))
 
     raw_excluded = body.get("excludedActions") or []
     if not isinstance(raw_excluded, list):
@@ -301,8 +302,8 @@ class Service:
             wait_until=None if request.defer else now + wait,
             ready_at=None if request.defer else now + wait,
         )
-        with self.db.write() as session:
-            store.insert_event(session, values)
+        with self.db.transaction() as connection:
+            store.insert_event(connection, values)
         ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
         provenance = request.extra.get("generators")
         if provenance:
@@ -317,13 +318,13 @@ class Service:
 
     def reward(self, event_id: str, body: Any) -> None:
         value = parse_reward_value(body, self.settings)
-        with self.db.write() as session:
-            store.add_reward(session, event_id, value, self.clock(), self.settings.reward_aggregation)
+        with self.db.transaction() as connection:
+            store.add_reward(connection, event_id, value, self.clock(), self.settings.reward_aggregation)
         self._learn_inline()
 
     def activate(self, event_id: str) -> None:
-        with self.db.write() as session:
-            store.activate_event(session, event_id, self.clock(), self.settings.reward_wait_time, self.settings.reward_aggregation)
+        with self.db.transaction() as connection:
+            store.activate_event(connection, event_id, self.clock(), self.settings.reward_wait_time, self.settings.reward_aggregation)
         self._learn_inline()
 
     def _learn_inline(self) -> None:

@@ -44,3 +44,16 @@ def test_context_parses_in_vw_with_one_example_per_action() -> None:
     examples = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
     assert len(examples) == 3  # shared + one per action
     assert json.loads(text)["_multi"][1] == {ACTION_ID_NAMESPACE: {"id": "b"}}
+
+
+def test_merging_never_modifies_the_callers_objects() -> None:
+    import copy
+
+    features = [{"user": {"age": 30}, "tags": ["a", "b"]}, {"user": {"tier": "gold"}}, {"item": {"g": ["x"]}}]
+    before = copy.deepcopy(features)
+    merged = merge_feature_list(features, "contextFeatures")
+    assert merged == {"user": {"age": 30, "tier": "gold"}, "tags": {"a": 1, "b": 1}, "item": {"g": {"x": 1}}}
+    assert features == before
+    single = [{"item": {"price": 3.5, "kind": "k"}}]
+    assert merge_feature_list(single, "f") == single[0]
+    assert single == [{"item": {"price": 3.5, "kind": "k"}}]

@@ -2,8 +2,11 @@
 
 Catalog items and interactions (generator mode) go through ``post``.
 ``InProcess`` builds the real Flask app on a private SQLite file with the inline learner and
-a simulated clock, and calls it through Flask's test client (fast, deterministic). ``Http``
-sends the same JSON to a running ``personalize serve``.
+a simulated clock (fast, deterministic). Rank and Reward, the hot path, skip only WSGI: the
+body is encoded to JSON bytes and handed to the same body decoder and the same service
+operations the HTTP endpoints call, and the answer is decoded from JSON as a client would;
+every other call goes through Flask's test client. ``Http`` sends the same JSON to a running
+``personalize serve``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+import orjson
 import requests
 
 __all__ = ["Transport", "TransportError", "InProcess", "Http", "SimClock", "PREFIX"]
@@ -66,15 +70,36 @@ class InProcess:
         )
         self.app = create_app(settings, clock=clock)
         self.client = self.app.test_client()
+        self.service = self.app.extensions["personalize"]
+        self._max_body = settings.max_body_bytes
+
+    def _body(self, body: Mapping[str, Any], what: str) -> Any:
+        """The body as the endpoint would read it: JSON bytes, size limit, the same strict decoder."""
+        from personalize.api._common import decode_body
+
+        raw = orjson.dumps(body)
+        if len(raw) > self._max_body:
+            raise TransportError(f"{what} failed with HTTP 413: body of {len(raw)} bytes > max_body_bytes {self._max_body}")
+        return decode_body(raw)
 
     def rank(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = self.client.post(f"{PREFIX}/rank", json=body)
-        _check(response.status_code, response.get_json(silent=True), "rank")
-        return response.get_json()
+        """POST /rank without WSGI: the endpoint's decoder and ``Service.rank``; the answer as JSON."""
+        from personalize.api.errors import ApiError
+
+        try:
+            answer = self.service.rank(self._body(body, "rank"))
+        except ApiError as exc:
+            raise TransportError(f"rank failed with HTTP {exc.status}: {exc.body()}") from None
+        return orjson.loads(orjson.dumps(answer))
 
     def reward(self, event_id: str, value: float) -> None:
-        response = self.client.post(f"{PREFIX}/events/{event_id}/reward", json={"value": value})
-        _check(response.status_code, response.get_json(silent=True), "reward")
+        """POST /events/{eventId}/reward without WSGI: the endpoint's decoder and ``Service.reward``."""
+        from personalize.api.errors import ApiError
+
+        try:
+            self.service.reward(event_id, self._body({"value": value}, "reward"))
+        except ApiError as exc:
+            raise TransportError(f"reward failed with HTTP {exc.status}: {exc.body()}") from None
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Any other JSON call under the API prefix (catalog items, interactions)."""

@@ -18,8 +18,12 @@ def service() -> Service:
 
 def json_body(required: bool = True) -> Any:
     """The request's JSON body; malformed JSON, NaN/Infinity or a wrong type is a 400."""
-    raw = request.get_data(cache=False)
-    if not raw.strip():
+    return decode_body(request.get_data(cache=False), required)
+
+
+def decode_body(raw: bytes, required: bool = True) -> Any:
+    """A request body's JSON (what ``json_body`` reads; also for callers that skip WSGI, e.g. the simulator)."""
+    if not raw or raw.isspace():
         if required:
             raise ApiError(400, "BadRequest", "The request body is empty; send a JSON object (Content-Type: application/json).")
         return None

@@ -16,8 +16,11 @@ snapshot containing them, so a crash either keeps both or neither.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
+
+import orjson
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,14 +48,57 @@ def _connection(db: Db) -> Connection:
     return db.connection() if isinstance(db, Session) else db
 
 
+def _sqlite(connection: Connection) -> sqlite3.Connection | None:
+    """The sqlite3 connection under ``connection`` (None on other backends), for the hot statements.
+
+    On SQLite the Rank/Reward/learner statements run on the driver directly, inside the same
+    transaction: SQLAlchemy's per-statement machinery costs several times what SQLite needs.
+    They store exactly what the SQLAlchemy statements store (JSON as orjson text, booleans as
+    0/1); every other backend runs the SQLAlchemy statements.
+    """
+    if connection.dialect.name == "sqlite":
+        return connection.connection.dbapi_connection  # type: ignore[return-value]
+    return None
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+_EVENT_INSERT_COLUMNS = (
+    "event_id", "created_at", "user_id", "example", "action_ids", "excluded_ids", "ranking", "probabilities",
+    "chosen_index", "probability", "model_version", "extra", "deferred", "activated_at", "wait_until", "ready_at",
+)
+_EVENT_JSON_COLUMNS = frozenset({"action_ids", "excluded_ids", "ranking", "probabilities", "extra"})
+_SQLITE_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(chr(34) + c + chr(34) for c in _EVENT_INSERT_COLUMNS)}, reward_count) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_INSERT_COLUMNS)}, 0)"
+)
+_SQLITE_JOIN_STATE = "SELECT seq, wait_until, ready_at, claimed_version, reward_count, user_id FROM events WHERE event_id = ?"
+_SQLITE_INSERT_REWARD = "INSERT INTO rewards (event_seq, value, received_at, counted) VALUES (?, ?, ?, ?)"
+_SQLITE_COUNT_REWARD = "UPDATE events SET reward_count = ? WHERE seq = ?"
+_SQLITE_COUNT_REWARD_READY = "UPDATE events SET reward_count = ?, ready_at = ? WHERE seq = ?"
+_SQLITE_MARK_LEARNED = "UPDATE events SET learned_version = ?, learned_reward = ? WHERE seq = ?"
+_SQLITE_CLAIMED_EVENTS = (
+    "SELECT seq, event_id, created_at, example, ranking, probabilities, chosen_index, probability, model_version "
+    "FROM events WHERE seq IN ({})"
+)
+
+
 def insert_event(session: Db, values: dict[str, Any]) -> None:
     """Store a ranked event; a reused event id is a 409 (never an overwrite).
 
     On a 409 the session's transaction is spoiled; the caller's ``begin()`` block rolls it back.
     """
+    connection = _connection(session)
+    raw = _sqlite(connection)
     try:
-        _connection(session).execute(_INSERT_EVENT, values)
-    except IntegrityError:
+        if raw is not None:
+            row = tuple(_json(values[c]) if c in _EVENT_JSON_COLUMNS else values[c] for c in _EVENT_INSERT_COLUMNS)
+            raw.execute(_SQLITE_INSERT_EVENT, row)
+        else:
+            connection.execute(_INSERT_EVENT, values)
+    except (IntegrityError, sqlite3.IntegrityError):
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
 
@@ -104,13 +150,26 @@ def _is_postgresql(connection: Connection) -> bool:
     return connection.dialect.name == "postgresql"
 
 
-def _join_state(connection: Connection, event_id: str) -> Any:
+class _JoinState(NamedTuple):
+    seq: int
+    wait_until: float | None
+    ready_at: float | None
+    claimed_version: int | None
+    reward_count: int
+    user_id: str | None
+
+
+def _join_state(connection: Connection, event_id: str) -> _JoinState:
     """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock)."""
-    query = _JOIN_STATE_LOCKED if _is_postgresql(connection) else _JOIN_STATE
-    row = connection.execute(query, {"event_id": event_id}).first()
+    raw = _sqlite(connection)
+    if raw is not None:
+        row = raw.execute(_SQLITE_JOIN_STATE, (event_id,)).fetchone()
+    else:
+        query = _JOIN_STATE_LOCKED if _is_postgresql(connection) else _JOIN_STATE
+        row = connection.execute(query, {"event_id": event_id}).first()
     if row is None:
         raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
-    return row
+    return _JoinState(*row)
 
 
 def add_reward(session: Db, event_id: str, value: float, now: float, aggregation: str) -> bool:
@@ -134,12 +193,21 @@ def add_reward(session: Db, event_id: str, value: float, now: float, aggregation
         counted = False
     elif aggregation == "earliest" and event.reward_count > 0:
         counted = False  # earliest: only the first reward is learned; later ones are kept for the record
-    connection.execute(_INSERT_REWARD, {"event_seq": event.seq, "value": value, "received_at": now, "counted": counted})
-    if counted:
-        if aggregation == "earliest" and event.ready_at is not None:
-            connection.execute(_COUNT_REWARD_READY, {"b_seq": event.seq, "b_count": event.reward_count + 1, "b_ready": min(event.ready_at, now)})
-        else:
-            connection.execute(_COUNT_REWARD, {"b_seq": event.seq, "b_count": event.reward_count + 1})
+    raw = _sqlite(connection)
+    if raw is not None:
+        raw.execute(_SQLITE_INSERT_REWARD, (event.seq, value, now, counted))
+        if counted:
+            if aggregation == "earliest" and event.ready_at is not None:
+                raw.execute(_SQLITE_COUNT_REWARD_READY, (event.reward_count + 1, min(event.ready_at, now), event.seq))
+            else:
+                raw.execute(_SQLITE_COUNT_REWARD, (event.reward_count + 1, event.seq))
+    else:
+        connection.execute(_INSERT_REWARD, {"event_seq": event.seq, "value": value, "received_at": now, "counted": counted})
+        if counted:
+            if aggregation == "earliest" and event.ready_at is not None:
+                connection.execute(_COUNT_REWARD_READY, {"b_seq": event.seq, "b_count": event.reward_count + 1, "b_ready": min(event.ready_at, now)})
+            else:
+                connection.execute(_COUNT_REWARD, {"b_seq": event.seq, "b_count": event.reward_count + 1})
     if event.user_id:
         action_ids, chosen = connection.execute(_CHOSEN, {"b_seq": event.seq}).one()
         connection.execute(_INSERT_INTERACTION, {
@@ -173,6 +241,20 @@ def claim_ready(session: Db, now: float, version: int, limit: int) -> list[int]:
     return seqs
 
 
+class _LearnRow(NamedTuple):
+    """The Event columns event_line() reads (SQLite fast path; other backends give SQLAlchemy rows)."""
+
+    seq: int
+    event_id: str
+    created_at: float
+    example: str
+    ranking: list[int]
+    probabilities: list[float]
+    chosen_index: int
+    probability: float
+    model_version: int
+
+
 @dataclass(frozen=True)
 class JoinedEvent:
     """An event with the reward the join assigned to it."""
@@ -187,7 +269,13 @@ def claimed_with_rewards(session: Db, seqs: list[int], aggregation: str, default
     if not seqs:
         return []
     connection = _connection(session)
-    events = {e.seq: e for e in connection.execute(_CLAIMED_EVENTS, {"seqs": seqs})}
+    raw = _sqlite(connection)
+    if raw is not None:
+        loads = orjson.loads
+        rows = raw.execute(_SQLITE_CLAIMED_EVENTS.format(",".join("?" * len(seqs))), seqs)
+        events = {r[0]: _LearnRow(*r[:4], loads(r[4]), loads(r[5]), *r[6:]) for r in rows}
+    else:
+        events = {e.seq: e for e in connection.execute(_CLAIMED_EVENTS, {"seqs": seqs})}
     rewards: dict[int, list[float]] = {}
     for seq, value in connection.execute(_CLAIMED_REWARDS, {"seqs": seqs}):
         rewards.setdefault(seq, []).append(value)
@@ -213,9 +301,13 @@ def publish_snapshot(
         "version": version, "created_at": now, "vw_args": vw_args, "model": model, "events_learned": events_learned,
     })
     if learned:
-        connection.execute(
-            _MARK_LEARNED, [{"b_seq": j.event.seq, "b_version": version, "b_reward": j.reward} for j in learned]
-        )
+        raw = _sqlite(connection)
+        if raw is not None:
+            raw.executemany(_SQLITE_MARK_LEARNED, [(version, j.reward, j.event.seq) for j in learned])
+        else:
+            connection.execute(
+                _MARK_LEARNED, [{"b_seq": j.event.seq, "b_version": version, "b_reward": j.reward} for j in learned]
+            )
     cutoff = version - keep
     if cutoff > 0 and version % 10 == 0:  # prune in batches, not on every publish
         connection.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))

@@ -86,7 +86,8 @@ _SQLITE_CLAIMED_EVENTS = (
 
 
 def insert_event(session: Db, values: dict[str, Any]) -> None:
-    """Store a ranked event; a reused event id is a 409 (never an overwrite).
+    """Store a ranked event; a reused event id is a 409 (never an overwrite). One statement
+    (callers may use ``Database.single_statement()``).
 
     On a 409 the session's transaction is spoiled; the caller's ``begin()`` block rolls it back.
     """

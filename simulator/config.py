@@ -51,6 +51,10 @@ class UsersConfig:
     prior_strength: float = _k(20.0, "Pseudo-ratings shrinking each user's genre preferences toward the average.")
     taste_factors: int = _k(16, "Dimensions of the hidden per user-item taste no feature reveals.")
     history_length: int = _k(10, "Consumed items in the 'history' features a client sends.")
+    profile: bool = _k(True, "Clients send each user's long-term genre 'profile' (the preferences their past ratings "
+                       "show, as the user arrived); newcomers who replace leavers have no past ratings, hence none.")
+    profile_noise: float = _k(0.0, "Std-dev of the error on each genre of that profile (preferences are standardized, "
+                              "std-dev 1); drift makes it stale anyway.")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 MABWiser's linear bandits keep one model per arm; with thousands of items and 50 fresh
 candidates per event, per-item arms never warm up. The adapter therefore gives MABWiser a
-single arm whose context is the outer product of the context vector (segment, history genres,
-time, device) and the action vector (genres, popularity, rating): the dense counterpart of VW's
+single arm whose context is the outer product of the context vector (segment, genre profile,
+history genres, time, device) and the action vector (genres, popularity, rating): the dense counterpart of VW's
 ``-q ::`` on the Rank features. It refits every ``linucb_batch`` events, because each MABWiser
 update inverts the full matrix.
 """
@@ -44,6 +44,7 @@ class LinUCB:
         return np.concatenate([
             [1.0],
             np.eye(self.config.users.segments)[world.seen_segment[visit.slot]],
+            world.known_preferences[visit.slot],
             profile / total if total else profile,
             np.eye(len(ctx.times))[visit.time],
             np.eye(len(ctx.devices))[visit.device],

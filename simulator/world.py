@@ -97,6 +97,8 @@ class World:
         self.true_segment = population.segments.copy()
         self.seen_segment = np.zeros(n, dtype=np.int64)
         self.taste = np.zeros((n, config.users.taste_factors))
+        self.known_preferences = np.zeros((n, len(GENRES)))
+        self.has_profile = np.zeros(n, dtype=bool)
         self.satiation = np.zeros((n, len(GENRES)))
         self.consumed: list[set[int]] = [set() for _ in range(n)]
         self.history: list[deque[int]] = [deque(maxlen=config.users.history_length) for _ in range(n)]
@@ -116,6 +118,11 @@ class World:
         accurate = rng.random() < self.config.users.segment_accuracy
         self.seen_segment[slot] = segment if accurate else int(rng.integers(self.config.users.segments))
         self.taste[slot] = rng.standard_normal(self.config.users.taste_factors)
+        noise = rng.standard_normal(len(GENRES))
+        # the initial users come with their MovieLens ratings; newcomers have no past ratings
+        self.has_profile[slot] = self.config.users.profile and self.generation[slot] == 0
+        self.known_preferences[slot] = preferences + self.config.users.profile_noise * noise if self.has_profile[slot] \
+            else 0.0
         self.satiation[slot] = 0.0
         self.consumed[slot] = set()
         self.history[slot].clear()
@@ -156,17 +163,22 @@ class World:
         return self.catalog.genres[recent].sum(axis=0) if recent else np.zeros(len(GENRES))
 
     def context_features(self, visit: Visit) -> list[dict]:
-        """The Rank contextFeatures a client would send: segment, recent genres, time of day, device."""
-        profile = self.profile(visit.slot)
+        """The Rank contextFeatures a client would send: segment, long-term profile, recent genres, time, device."""
+        slot = visit.slot
+        profile = self.profile(slot)
         total = profile.sum()
         history = {GENRES[g]: round(float(profile[g] / total), 4) for g in np.flatnonzero(profile)} if total else {}
+        known = self.known_preferences[slot]
         ctx = self.config.context
-        return [
-            {"user": {"segment": f"s{int(self.seen_segment[visit.slot])}"}},
+        features: list[dict] = [{"user": {"segment": f"s{int(self.seen_segment[slot])}"}}]
+        if self.has_profile[slot]:
+            features.append({"profile": {g: round(float(v), 2) for g, v in zip(GENRES, known)}})
+        features += [
             {"history": history},
             {"time": {"tod": ctx.times[visit.time]}},
             {"device": {"type": ctx.devices[visit.device]}},
         ]
+        return features
 
     def respond(self, visit: Visit, ranking: np.ndarray, attractions: np.ndarray) -> Outcome:
         """The user sees the top of the ranking (candidate positions) and clicks; the world updates."""

@@ -26,6 +26,15 @@ __all__ = ["Learner"]
 
 log = logging.getLogger(__name__)
 
+#: Snapshot cadence under load: after a step that learned at least BUSY_EVENTS events, the
+#: learner thread waits at least BUSY_INTERVAL seconds (instead of learner_interval) before the
+#: next step. Each step pays a fixed cost (serialize the model, store it, the ranker loads it:
+#: several milliseconds of a GIL-bound process) however few events it learns; when rewards
+#: arrive fast that cost is paid a few times a second instead of 20, while a trickle of rewards
+#: is still learned within learner_interval, and a reward is in the served model well under 1 s.
+BUSY_EVENTS = 16
+BUSY_INTERVAL = 0.2
+
 
 class Learner:
     def __init__(
@@ -109,7 +118,8 @@ class Learner:
                 log.warning("could not release the learner lease; it expires in %ss", self.settings.learner_lease_seconds)
 
     def run(self) -> None:
-        """Learn until stopped, one step every learner_interval (back to back while a full batch waits)."""
+        """Learn until stopped, one step every learner_interval (BUSY_INTERVAL after a busy step;
+        back to back while a full batch waits)."""
         while not self._stop.is_set():
             try:
                 learned = self.step()
@@ -120,7 +130,8 @@ class Learner:
             if learned < self.settings.learner_batch:
                 # Pause between steps even when busy: events then arrive in batches, and the
                 # per-step costs (snapshot, serialize, ranker reload) are paid once per batch.
-                self._stop.wait(self.settings.learner_interval)
+                interval = self.settings.learner_interval
+                self._stop.wait(max(interval, BUSY_INTERVAL) if learned >= BUSY_EVENTS else interval)
 
     def invalidate(self) -> None:
         """Forget in-memory state after a failed step: the next step restores from the database."""

@@ -5,7 +5,7 @@
 generator, and describes each candidate to the bandit: its catalog features (namespace
 ``item``) plus its provenance (namespace ``gen``): for every generator that proposed it a flag
 ``<name>``, its min-max normalized score ``<name>_score`` and reciprocal rank ``<name>_rrank``.
-With the default ``-q ::`` the bandit crosses these with the context, so it learns per context
+With the default ``-q ca`` the bandit crosses these with the context, so it learns per context
 which generator to trust.
 
 The only randomness (the serendipity draw) is seeded from the event id, and the candidate set

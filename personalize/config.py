@@ -17,7 +17,7 @@ from typing import Any, Mapping
 __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
-DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2"
+DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 
 
 class SettingsError(ValueError):

@@ -7,6 +7,9 @@ parser reads: top-level keys holding objects are namespaces, strings are categor
 positional features, nested objects are flattened into their own namespace. The one
 convenience we add is that an array of strings (``"genres": ["Comedy", "Drama"]``) becomes
 the categorical object ``{"Comedy": 1, "Drama": 1}`` — VW's parser rejects string arrays.
+Namespaces are logged with a group prefix (``c_`` for context, ``a_`` for actions) so that one
+interaction, ``-q ca``, crosses everything a client says about the user with everything it
+says about the actions.
 
 The resulting ``c`` text is stored with the event, so replaying the log in VW sees
 byte-for-byte what the service learned from.
@@ -21,11 +24,18 @@ import orjson
 
 from personalize.api.errors import ApiError
 
-__all__ = ["FeatureError", "merge_feature_list", "build_context", "ACTION_ID_NAMESPACE", "MAX_DEPTH"]
+__all__ = ["FeatureError", "merge_feature_list", "build_context", "vw_namespaces", "ACTION_ID_NAMESPACE",
+           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH"]
 
 #: Namespace holding each action's id as a categorical feature, so per-action effects can be
 #: learned even when actions carry few features. Reserved: clients may not use it.
 ACTION_ID_NAMESPACE = "ActionId"
+#: VW groups namespaces by their first character (the namespace index), and interactions such
+#: as ``-q ca`` address those groups. Context namespace ``user`` is logged as ``c_user`` and
+#: action namespace ``genres`` as ``a_genres`` (features outside any namespace go to ``c``/``a``),
+#: so ``-q ca`` crosses every context feature with every action feature, whatever the names.
+CONTEXT_INDEX = "c"
+ACTION_INDEX = "a"
 MAX_DEPTH = 8
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
@@ -152,11 +162,28 @@ def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
     return merged
 
 
+def vw_namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
+    """Merged features as VW namespaces of one group: ``{"user": {...}, "age": 3}`` -> ``{"c_user": {...}, "c": {"age": 3}}``."""
+    out: dict[str, Any] = {}
+    loose: dict[str, Any] = {}
+    for key, value in features.items():
+        if type(value) is dict:
+            out[f"{index}_{key}"] = value
+        else:
+            loose[key] = value
+    if loose:
+        out[index] = loose
+    return out
+
+
 def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id_feature: bool) -> str:
-    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text."""
+    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text, namespaces grouped (see CONTEXT_INDEX)."""
     multi = []
+    action_id_key = f"{ACTION_INDEX}_{ACTION_ID_NAMESPACE}"
     for action_id, feats in actions:
+        namespaces = vw_namespaces(feats, ACTION_INDEX)
         if action_id_feature:
-            feats = {**feats, ACTION_ID_NAMESPACE: {"id": action_id}}
-        multi.append(feats)
-    return orjson.dumps({**context, "_multi": multi}).decode()  # values were checked finite above
+            namespaces[action_id_key] = {"id": action_id}
+        multi.append(namespaces)
+    # values were checked finite above
+    return orjson.dumps({**vw_namespaces(context, CONTEXT_INDEX), "_multi": multi}).decode()

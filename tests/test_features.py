@@ -43,7 +43,10 @@ def test_context_parses_in_vw_with_one_example_per_action() -> None:
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     examples = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
     assert len(examples) == 3  # shared + one per action
-    assert json.loads(text)["_multi"][1] == {ACTION_ID_NAMESPACE: {"id": "b"}}
+    logged = json.loads(text)
+    assert logged["_multi"][1] == {f"a_{ACTION_ID_NAMESPACE}": {"id": "b"}}
+    assert set(logged) == {"c_user", "c", "_multi"}  # grouped for "-q ca"; loose features in "c"
+    assert set(logged["_multi"][0]) == {"a_item", "a_ActionId"}
 
 
 def test_merging_never_modifies_the_callers_objects() -> None:

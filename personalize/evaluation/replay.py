@@ -29,11 +29,12 @@ __all__ = ["LoggedEvent", "parse_dsjson", "policy_args", "replay_policy", "froze
            "logged_for", "REWARD_MODEL_ARGS"]
 
 #: The reward model behind DM/DR: an unweighted squared-loss regression of the reward on the
-#: logged action's features crossed with the context (``-q ::``, as in the service). ``mtr``
+#: logged action's features crossed with the context (``-q ca``, as in the service; a constant
+#: ``-l 0.1`` because the log is small and replayed in passes, so decaying rates under-fit). ``mtr``
 #: weights each event by 1/probability (a few rare actions dominate the fit); plain ``dm`` on
 #: the full action set also learns cost 0 for every action not taken, pulling all predictions
 #: to 0 -- so the model is trained on the taken action alone (see ``_taken_only``).
-REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "dm", "-q", "::", "--power_t", "0", "-l", "0.01",
+REWARD_MODEL_ARGS: tuple[str, ...] = ("--cb_adf", "--cb_type", "dm", "-q", "ca", "--power_t", "0", "-l", "0.1",
                                       "--quiet")
 
 

@@ -162,13 +162,37 @@ def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
     return merged
 
 
+def _nested(obj: dict[str, Any], index: str) -> dict[str, Any]:
+    """VW makes every object or array inside a namespace a namespace of its own, indexed by its
+    key's first character: prefix those keys too, so they stay in the group."""
+    out: dict[str, Any] | None = None
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is dict or kind is list:
+            if out is None:
+                out = {k: v for k, v in obj.items() if type(v) is not dict and type(v) is not list}
+            out[f"{index}_{key}"] = _grouped(value, index)
+    if out is None:
+        return obj
+    return out
+
+
+def _grouped(value: Any, index: str) -> Any:
+    if type(value) is dict:
+        return _nested(value, index)
+    if type(value) is list and value and type(value[0]) is dict:
+        return [_nested(v, index) for v in value]
+    return value
+
+
 def vw_namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
     """Merged features as VW namespaces of one group: ``{"user": {...}, "age": 3}`` -> ``{"c_user": {...}, "c": {"age": 3}}``."""
     out: dict[str, Any] = {}
     loose: dict[str, Any] = {}
     for key, value in features.items():
-        if type(value) is dict:
-            out[f"{index}_{key}"] = value
+        kind = type(value)
+        if kind is dict or kind is list:
+            out[f"{index}_{key}"] = _grouped(value, index)
         else:
             loose[key] = value
     if loose:

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import vowpal_wabbit_next as vw
 
 from personalize.features import ACTION_ID_NAMESPACE, FeatureError, build_context, merge_feature_list
@@ -60,3 +62,27 @@ def test_merging_never_modifies_the_callers_objects() -> None:
     single = [{"item": {"price": 3.5, "kind": "k"}}]
     assert merge_feature_list(single, "f") == single[0]
     assert single == [{"item": {"price": 3.5, "kind": "k"}}]
+
+
+_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCXYZ0123456789", min_size=1, max_size=6)
+_scalars = st.one_of(st.integers(-5, 5), st.floats(-10, 10, allow_nan=False), st.booleans(),
+                     st.text(alphabet="xyz", min_size=1, max_size=3))
+_values = st.recursive(
+    st.one_of(_scalars, st.lists(st.floats(-1, 1, allow_nan=False), min_size=1, max_size=3),
+              st.lists(st.text(alphabet="pq", min_size=1, max_size=2), min_size=1, max_size=3)),
+    lambda inner: st.dictionaries(_names, inner, min_size=1, max_size=3),
+    max_leaves=8,
+)
+_features = st.dictionaries(_names, _values, max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(context=_features, action=_features)
+def test_every_namespace_vw_parses_is_in_the_context_or_action_group(context: dict, action: dict) -> None:
+    """Whatever names and nesting clients use, "-q ca" crosses all of the context with all of the action."""
+    text = build_context(merge_feature_list([context], "c"), [("x", merge_feature_list([action], "a"))],
+                         action_id_feature=True)
+    workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
+    shared, item = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
+    assert {chr(i) for i in shared.feat_group_indices} <= {"c"}
+    assert {chr(i) for i in item.feat_group_indices} == {"a"}

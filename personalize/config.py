@@ -17,6 +17,8 @@ from typing import Any, Mapping
 __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
+#: How an action's id becomes a feature (see features.build_context).
+ACTION_ID_MODES = ("auto", "cross", "bias", "off")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 
 
@@ -54,9 +56,11 @@ class Settings:
     )
     reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
     reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})
-    action_id_feature: bool = field(
-        default=True,
-        metadata={"help": "Add each action's id as a categorical feature (namespace ActionId) so per-action effects are learned."},
+    action_id_feature: str = field(
+        default="auto",
+        metadata={"help": "Each action's id as a feature: 'cross' (namespace a_ActionId, crossed with the context: "
+                  "per-action-per-context effects), 'bias' (namespace ActionId, not crossed: one per-action effect), "
+                  "'auto' (cross for actions that carry no features of their own, bias for the others) or 'off'."},
     )
     max_actions: int = field(default=50, metadata={"help": "Most actions accepted in one Rank call."})
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
@@ -125,6 +129,8 @@ class Settings:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
         if self.learn_every < 1:
             raise SettingsError("learn_every must be at least 1")
+        if self.action_id_feature not in ACTION_ID_MODES:
+            raise SettingsError(f"action_id_feature must be one of {', '.join(ACTION_ID_MODES)}")
         if self.max_actions < 1:
             raise SettingsError("max_actions must be at least 1")
         if self.learner not in ("thread", "inline", "off"):

@@ -200,14 +200,22 @@ def vw_namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
     return out
 
 
-def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id_feature: bool) -> str:
-    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text, namespaces grouped (see CONTEXT_INDEX)."""
+def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id: str) -> str:
+    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text, namespaces grouped (see CONTEXT_INDEX).
+
+    ``action_id`` (setting ``action_id_feature``) decides where each action's id goes: ``cross``
+    in the action group (``a_ActionId``: crossed with the context, a per-arm model), ``bias``
+    outside it (``ActionId``: one weight per action), ``auto`` crossed only for actions without
+    features of their own -- with thousands of described items, per-item context crosses are
+    mostly untrained weights that slow the learning of the shared ones -- or ``off``.
+    """
     multi = []
-    action_id_key = f"{ACTION_INDEX}_{ACTION_ID_NAMESPACE}"
-    for action_id, feats in actions:
+    crossed_key = f"{ACTION_INDEX}_{ACTION_ID_NAMESPACE}"
+    for action_id_value, feats in actions:
         namespaces = vw_namespaces(feats, ACTION_INDEX)
-        if action_id_feature:
-            namespaces[action_id_key] = {"id": action_id}
+        if action_id != "off":
+            crossed = action_id == "cross" or (action_id == "auto" and not feats)
+            namespaces[crossed_key if crossed else ACTION_ID_NAMESPACE] = {"id": action_id_value}
         multi.append(namespaces)
     # values were checked finite above
     return orjson.dumps({**vw_namespaces(context, CONTEXT_INDEX), "_multi": multi}).decode()

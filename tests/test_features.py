@@ -41,7 +41,7 @@ def test_bad_features_name_the_field(features: object, target: str) -> None:
 def test_context_parses_in_vw_with_one_example_per_action() -> None:
     context = merge_feature_list([{"user": {"age": 30, "tier": "gold"}}, {"flag": True}], "c")
     actions = [("a", merge_feature_list([{"item": {"price": 3.5, "tags": ["x"]}}], "a")), ("b", {})]
-    text = build_context(context, actions, action_id_feature=True)
+    text = build_context(context, actions, action_id="cross")
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     examples = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
     assert len(examples) == 3  # shared + one per action
@@ -81,8 +81,21 @@ _features = st.dictionaries(_names, _values, max_size=4)
 def test_every_namespace_vw_parses_is_in_the_context_or_action_group(context: dict, action: dict) -> None:
     """Whatever names and nesting clients use, "-q ca" crosses all of the context with all of the action."""
     text = build_context(merge_feature_list([context], "c"), [("x", merge_feature_list([action], "a"))],
-                         action_id_feature=True)
+                         action_id="cross")
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     shared, item = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
     assert {chr(i) for i in shared.feat_group_indices} <= {"c"}
     assert {chr(i) for i in item.feat_group_indices} == {"a"}
+
+
+@pytest.mark.parametrize(("mode", "described", "bare"), [
+    ("auto", "ActionId", "a_ActionId"), ("cross", "a_ActionId", "a_ActionId"), ("bias", "ActionId", "ActionId"),
+    ("off", None, None),
+])
+def test_action_id_is_crossed_with_the_context_only_where_the_mode_says(mode: str, described: str | None,
+                                                                          bare: str | None) -> None:
+    text = build_context({"user": {"tier": "gold"}}, [("x", {"item": {"genre": "jazz"}}), ("y", {})], action_id=mode)
+    first, second = json.loads(text)["_multi"]
+    assert (first.get(described) if described else None) == ({"id": "x"} if described else None)
+    assert set(first) - {"a_item"} == ({described} if described else set())
+    assert set(second) == ({bare} if bare else set())

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_precedence(tmp_path: Path) -> None:
     config = tmp_path / "settings.toml"
     config.write_text('reward_wait_time = 30\nexploration = 0.1\nreward_aggregation = "sum"\n')
-    env = {"PERSONALIZE_EXPLORATION": "0.2", "PERSONALIZE_ACTION_ID_FEATURE": "false"}
+    env = {"PERSONALIZE_EXPLORATION": "0.2", "PERSONALIZE_ACTION_ID_FEATURE": "off"}
     settings = load_settings({"reward_aggregation": "earliest"}, env=env, config_file=config)
     assert (settings.reward_wait_time, settings.exploration, settings.reward_aggregation) == (30.0, 0.2, "earliest")
-    assert settings.action_id_feature is False
+    assert settings.action_id_feature == "off"
 
 
 @pytest.mark.parametrize(

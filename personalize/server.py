@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
@@ -22,13 +21,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Runs in each worker after the fork: every worker builds its own Service.
-        app = self.app_factory()
-        # The ~100k objects of a started app live as long as the worker: move them out of the
-        # collector's reach, or every full collection walks them all (~50 ms with every request
-        # thread stopped: the p99 latency).
-        gc.collect()
-        gc.freeze()
-        return app
+        return self.app_factory()
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

@@ -60,7 +60,7 @@ class Settings:
         default="auto",
         metadata={"help": "Each action's id as a feature: 'cross' (namespace a_ActionId, crossed with the context: "
                   "per-action-per-context effects), 'bias' (namespace ActionId, not crossed: one per-action effect), "
-                  "'auto' (cross for actions that carry no features of their own, bias for the others) or 'off'."},
+                  "'off', or 'auto' (cross for actions that carry no features of their own, off for the others)."},
     )
     max_actions: int = field(default=50, metadata={"help": "Most actions accepted in one Rank call."})
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})

@@ -89,7 +89,7 @@ def test_every_namespace_vw_parses_is_in_the_context_or_action_group(context: di
 
 
 @pytest.mark.parametrize(("mode", "described", "bare"), [
-    ("auto", "ActionId", "a_ActionId"), ("cross", "a_ActionId", "a_ActionId"), ("bias", "ActionId", "ActionId"),
+    ("auto", None, "a_ActionId"), ("cross", "a_ActionId", "a_ActionId"), ("bias", "ActionId", "ActionId"),
     ("off", None, None),
 ])
 def test_action_id_is_crossed_with_the_context_only_where_the_mode_says(mode: str, described: str | None,
@@ -98,4 +98,4 @@ def test_action_id_is_crossed_with_the_context_only_where_the_mode_says(mode: st
     first, second = json.loads(text)["_multi"]
     assert (first.get(described) if described else None) == ({"id": "x"} if described else None)
     assert set(first) - {"a_item"} == ({described} if described else set())
-    assert set(second) == ({bare} if bare else set())
+    assert set(second) == ({bare} if bare else set())  # a featureless action: only its id can carry effects

@@ -184,12 +184,13 @@ def validate(log: GroundTruthLog, folder: Path, train: int, frozen: Sequence[str
     return results
 
 
-def always_best(log: GroundTruthLog, reps: int = 200, seed: int = 0) -> TargetResult:
+def always_best(log: GroundTruthLog, reps: int = 200, seed: int = 0, level: float = 0.95) -> TargetResult:
     """The oracle (deterministic) on the whole log, with the cross-fitted reward model: for tests."""
     pmfs = [_one_hot(len(a), int(np.argmax(a))) for a in log.attractions]
     data: Logged = logged_for(log.events, pmfs, reward_model(log.events))
     truth = float(np.mean([a.max() for a in log.attractions]))
-    return TargetResult("always-best", "fixed", truth, estimate(data), bootstrap_ci(data, reps=reps, seed=seed))
+    return TargetResult("always-best", "fixed", truth, estimate(data),
+                        bootstrap_ci(data, reps=reps, seed=seed, level=level))
 
 
 def dr_floor(log: GroundTruthLog, pmfs: Sequence[np.ndarray], truth: float) -> float:

@@ -115,6 +115,7 @@ QUICK_CANDIDATES: list[str] = [
     "eps0.02_q::_l2",
     "squarecb_qca_l2",
     "squarecb_q::_l2",
+    "squarecb_qca_l2_floor0.02",
 ]
 
 # The service's requirements for its default policy (see docs/learning-policy.md):

@@ -47,3 +47,25 @@ def test_cascade_clicks_at_most_once() -> None:
     a = np.full(5, 0.9)
     assert clicks("cascade", a, np.full(5, 0.5), 1.0).sum() == 1
     assert clicks("position", a, np.full(5, 0.1), 0.0).sum() == 5
+
+
+def _profile_of(features: list[dict]) -> dict | None:
+    return next((f["profile"] for f in features if "profile" in f), None)
+
+
+def test_clients_send_the_arrival_profile_and_newcomers_have_none(small_config) -> None:
+    from simulator.items import GENRES
+
+    catalog = build_catalog(small_config.items, small_config.users, small_config.seed)
+    population = build_population(small_config.users, small_config.seed)
+    world = World(small_config, catalog, population)
+    visit = Traffic(small_config, catalog, len(population)).visit(0)
+    sent = _profile_of(world.context_features(visit))
+    assert sent == {g: round(float(v), 2) for g, v in zip(GENRES, population.preferences[visit.slot])}
+    world.generation[visit.slot] += 1  # the user left; a newcomer without past ratings takes the slot
+    world._arrive(visit.slot, *population.newcomer(np.random.default_rng(2)))
+    assert _profile_of(world.context_features(visit)) is None
+    noisy = World(small_config.with_overrides(users={"profile_noise": 0.5}), catalog, population)
+    assert _profile_of(noisy.context_features(visit)) != sent
+    hidden = World(small_config.with_overrides(users={"profile": False}), catalog, population)
+    assert _profile_of(hidden.context_features(visit)) is None

@@ -1,6 +1,7 @@
 """Service benchmark: `python bench/service.py [--seconds 10]`.
 
-Runs the real app under gunicorn (1 worker, 4 threads, SQLite in a temp folder) and loads
+Runs the real app under gunicorn (default 1 worker, 4 threads, SQLite in a temp folder; ``--workers 2``
+runs the learner as its own process, like ``personalize serve --workers 2``) and loads
 it from separate client processes over loopback. Every number is printed as a ratio to a
 baseline measured in the same run (this machine is noisy) or next to its target:
 
@@ -20,6 +21,7 @@ import multiprocessing as mp
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,11 +63,24 @@ def bench_app() -> Any:
     return app
 
 
-def serve(port: int, data_dir: str) -> None:
+def serve(port: int, data_dir: str, workers: int, threads: int) -> None:
+    """Like ``personalize serve``: with several workers the learner is its own process."""
     os.environ.update({"PERSONALIZE_DATA_DIR": data_dir, "PERSONALIZE_REWARD_WAIT_TIME": "600"})
+    from personalize.cli_options import open_database
+    from personalize.config import load_settings
     from personalize.server import run_server
 
-    run_server("127.0.0.1", port, workers=1, threads=4, app_factory=bench_app)
+    open_database(load_settings()).dispose()  # migrate once, before the workers fork
+    learner = None
+    if workers > 1:
+        os.environ["PERSONALIZE_LEARNER"] = "off"
+        learner = subprocess.Popen([sys.executable, "-m", "personalize", "learn"], stdout=subprocess.DEVNULL)
+    try:
+        run_server("127.0.0.1", port, workers=workers, threads=threads, app_factory=bench_app)
+    finally:
+        if learner is not None:
+            learner.terminate()
+            learner.wait(15)
 
 
 def _client(port: int, kind: str, seconds: float, rate: float, event_ids: list[str], out: Any) -> None:
@@ -183,11 +198,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each load phase")
     parser.add_argument("--clients", type=int, default=4, help="client processes for the closed-loop phases")
     parser.add_argument("--learner-events", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (>1: the learner runs as its own "
+                        "process, as with `personalize serve --workers N`)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="personalize-bench-")
     port = free_port()
-    server = mp.Process(target=serve, args=(port, data_dir), daemon=True)
+    server = mp.Process(target=serve, args=(port, data_dir, args.workers, args.threads), daemon=True)
     server.start()
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -196,7 +214,8 @@ def main() -> None:
                 break
         except OSError:
             time.sleep(0.1)
-    print(f"server: gunicorn 1 worker x 4 threads, SQLite in {data_dir}; {args.clients} client processes; {args.seconds:.0f}s per phase")
+    print(f"server: gunicorn {args.workers} worker(s) x {args.threads} threads, SQLite in {data_dir}; "
+          f"{args.clients} client processes; {args.seconds:.0f}s per phase")
 
     load(port, "rank", 1.0, args.clients)  # warm-up
     bare_rps, _ = load(port, "bare", args.seconds, args.clients)

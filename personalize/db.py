@@ -131,6 +131,7 @@ class Database:
         self.read = make_sessionmaker(self.engine, readonly=True)
         self._readonly_engine = self.engine.execution_options(readonly=True)
         self._lock: threading.Lock | None = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._write_guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
         self._stop = threading.Event()
         self._written = False  # commits since the last checkpoint
         self._checkpointer: threading.Thread | None = None
@@ -148,8 +149,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction: committed on success, rolled back on any exception."""
-        guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
-        with guard, self.sessions.begin() as session:
+        with self._write_guard, self.sessions.begin() as session:
             yield session
         self._written = True
 
@@ -157,8 +157,7 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """``write()`` without the ORM: a Core connection in one write transaction, for the hot paths
         (Rank, Reward, learner steps), where a Session's bookkeeping costs more than the SQL."""
-        guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
-        with guard, self.engine.begin() as connection:
+        with self._write_guard, self.engine.begin() as connection:
             yield connection
         self._written = True
 

@@ -24,8 +24,8 @@ import orjson
 
 from personalize.api.errors import ApiError
 
-__all__ = ["FeatureError", "merge_feature_list", "build_context", "vw_namespaces", "ACTION_ID_NAMESPACE",
-           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH"]
+__all__ = ["FeatureError", "merge_feature_list", "build_context", "ACTION_ID_NAMESPACE", "CONTEXT_INDEX",
+           "ACTION_INDEX", "MAX_DEPTH"]
 
 #: Namespace holding each action's id as a categorical feature, so per-action effects can be
 #: learned even when actions carry few features. Reserved: clients may not use it.
@@ -162,42 +162,37 @@ def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
     return merged
 
 
-def _nested(obj: dict[str, Any], index: str) -> dict[str, Any]:
-    """VW makes every object or array inside a namespace a namespace of its own, indexed by its
-    key's first character: prefix those keys too, so they stay in the group."""
-    out: dict[str, Any] | None = None
+def _split(obj: dict[str, Any], index: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scalar features, objects and arrays under prefixed keys). VW makes every object or array
+    a namespace of its own, indexed by its key's first character: the prefix keeps it in the group."""
+    loose: dict[str, Any] = {}
+    grouped: dict[str, Any] = {}
     for key, value in obj.items():
         kind = type(value)
-        if kind is dict or kind is list:
-            if out is None:
-                out = {k: v for k, v in obj.items() if type(v) is not dict and type(v) is not list}
-            out[f"{index}_{key}"] = _grouped(value, index)
-    if out is None:
-        return obj
-    return out
-
-
-def _grouped(value: Any, index: str) -> Any:
-    if type(value) is dict:
-        return _nested(value, index)
-    if type(value) is list and value and type(value[0]) is dict:
-        return [_nested(v, index) for v in value]
-    return value
-
-
-def vw_namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
-    """Merged features as VW namespaces of one group: ``{"user": {...}, "age": 3}`` -> ``{"c_user": {...}, "c": {"age": 3}}``."""
-    out: dict[str, Any] = {}
-    loose: dict[str, Any] = {}
-    for key, value in features.items():
-        kind = type(value)
-        if kind is dict or kind is list:
-            out[f"{index}_{key}"] = _grouped(value, index)
+        if kind is dict:
+            grouped[f"{index}_{key}"] = _nested(value, index)
+        elif kind is list:
+            grouped[f"{index}_{key}"] = [_nested(v, index) for v in value] if value and type(value[0]) is dict else value
         else:
             loose[key] = value
+    return loose, grouped
+
+
+def _nested(obj: dict[str, Any], index: str) -> dict[str, Any]:
+    """A namespace object with its nested namespaces prefixed (itself when it has none)."""
+    for value in obj.values():
+        if type(value) is dict or type(value) is list:
+            loose, grouped = _split(obj, index)
+            return {**loose, **grouped}
+    return obj
+
+
+def _namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
+    """Merged features as VW namespaces of one group: ``{"user": {...}, "age": 3}`` -> ``{"c_user": {...}, "c": {"age": 3}}``."""
+    loose, grouped = _split(features, index)
     if loose:
-        out[index] = loose
-    return out
+        grouped[index] = loose
+    return grouped
 
 
 def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id: str) -> str:
@@ -214,11 +209,11 @@ def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, An
     multi = []
     crossed_key = f"{ACTION_INDEX}_{ACTION_ID_NAMESPACE}"
     for action_id_value, feats in actions:
-        namespaces = vw_namespaces(feats, ACTION_INDEX)
+        namespaces = _namespaces(feats, ACTION_INDEX)
         if action_id == "cross" or (action_id == "auto" and not feats):
             namespaces[crossed_key] = {"id": action_id_value}
         elif action_id == "bias":
             namespaces[ACTION_ID_NAMESPACE] = {"id": action_id_value}
         multi.append(namespaces)
     # values were checked finite above
-    return orjson.dumps({**vw_namespaces(context, CONTEXT_INDEX), "_multi": multi}).decode()
+    return orjson.dumps({**_namespaces(context, CONTEXT_INDEX), "_multi": multi}).decode()

@@ -53,11 +53,11 @@ class Model:
 
     def predict(self, line: str) -> list[tuple[int, float]]:
         """The PMF over the line's actions as (action index, probability), in VW's ranking order."""
-        return self._workspace.predict_multi_ex_one(_core._parse_line_dsjson(self._workspace, line))
+        return self._workspace.predict_multi_ex_one(self.parse(line))
 
     def learn(self, line: str) -> None:
         """Learn one labelled DSJSON line."""
-        self._workspace.learn_multi_ex_one(_core._parse_line_dsjson(self._workspace, line))
+        self._workspace.learn_multi_ex_one(self.parse(line))
 
     def serialize(self) -> bytes:
         """The model as bytes; ``Model(["--quiet"], model_data=...)`` loads it (options travel inside)."""

@@ -24,8 +24,8 @@ import orjson
 
 from personalize.api.errors import ApiError
 
-__all__ = ["FeatureError", "merge_feature_list", "build_context", "ACTION_ID_NAMESPACE", "CONTEXT_INDEX",
-           "ACTION_INDEX", "MAX_DEPTH"]
+__all__ = ["FeatureError", "merge_feature_list", "feature_namespaces", "build_context", "ACTION_ID_NAMESPACE",
+           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH"]
 
 #: Namespace holding each action's id as a categorical feature, so per-action effects can be
 #: learned even when actions carry few features. Reserved: clients may not use it.
@@ -195,8 +195,66 @@ def _namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
     return grouped
 
 
+def _flat(obj: dict[str, Any]) -> bool:
+    """True when every feature of ``obj`` is a valid name with a valid scalar value (the usual namespace)."""
+    for key, value in obj.items():
+        if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
+            return False
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING_LENGTH:
+                return False
+        elif kind is float:
+            if value - value != 0.0:  # nan or inf
+                return False
+        elif kind is not int and kind is not bool and value is not None:
+            return False
+    return True
+
+
+def _plain_namespaces(features: Any, index: str) -> dict[str, Any] | None:
+    """The namespaces of the usual feature list (objects of scalars and flat objects, no name given
+    twice) in one pass; None for anything else, which the careful path then handles or rejects."""
+    if type(features) is not list:
+        return None
+    grouped: dict[str, Any] = {}
+    loose: dict[str, Any] = {}
+    seen: set[str] = set()
+    for obj in features:
+        if type(obj) is not dict or ACTION_ID_NAMESPACE in obj:
+            return None
+        for key, value in obj.items():
+            if key in seen:
+                return None
+            seen.add(key)
+            if type(value) is dict:
+                if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH or not _flat(value):
+                    return None
+                grouped[f"{index}_{key}"] = value
+            else:
+                loose[key] = value
+    if loose:
+        if not _flat(loose):
+            return None
+        grouped[index] = loose
+    return grouped
+
+
+def feature_namespaces(features: Any, path: str, index: str) -> dict[str, Any]:
+    """A Personalizer feature list validated and merged (see ``merge_feature_list``) as the VW
+    namespaces of group ``index``: ``[{"user": {...}}, {"age": 3}]`` -> ``{"c_user": {...}, "c": {"age": 3}}``.
+
+    The usual list is handled in one pass; anything else (arrays, nested objects, a namespace
+    given twice, an error to report) takes the careful path. The result may share (unchanged)
+    objects with ``features``; treat it as read-only.
+    """
+    grouped = _plain_namespaces(features, index)
+    return grouped if grouped is not None else _namespaces(merge_feature_list(features, path), index)
+
+
 def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id: str) -> str:
-    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text, namespaces grouped (see CONTEXT_INDEX).
+    """The DSJSON ``c`` object (context + ``_multi``) as compact JSON text, from namespaces that
+    ``feature_namespaces`` made (``CONTEXT_INDEX`` for the context, ``ACTION_INDEX`` for each action).
 
     ``action_id`` (setting ``action_id_feature``) decides where each action's id goes: ``cross``
     in the action group (``a_ActionId``: crossed with the context, a per-arm model), ``bias``
@@ -206,14 +264,13 @@ def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, An
     ones; and an uncrossed per-action weight lets a few rewards in one context stop exploration
     in another (docs/learning-policy.md).
     """
-    multi = []
     crossed_key = f"{ACTION_INDEX}_{ACTION_ID_NAMESPACE}"
-    for action_id_value, feats in actions:
-        namespaces = _namespaces(feats, ACTION_INDEX)
-        if action_id == "cross" or (action_id == "auto" and not feats):
-            namespaces[crossed_key] = {"id": action_id_value}
+    multi = []
+    for action_id_value, namespaces in actions:
+        if action_id == "cross" or (action_id == "auto" and not namespaces):
+            namespaces = {**namespaces, crossed_key: {"id": action_id_value}}
         elif action_id == "bias":
-            namespaces[ACTION_ID_NAMESPACE] = {"id": action_id_value}
+            namespaces = {**namespaces, ACTION_ID_NAMESPACE: {"id": action_id_value}}
         multi.append(namespaces)
-    # values were checked finite above
-    return orjson.dumps({**_namespaces(context, CONTEXT_INDEX), "_multi": multi}).decode()
+    # values were checked finite when the namespaces were made
+    return orjson.dumps({**context, "_multi": multi}).decode()

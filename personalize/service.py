@@ -23,7 +23,7 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import load_training_data
-from personalize.features import build_context, merge_feature_list
+from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
 from personalize.learner import Learner
 from personalize.models import Item
 from personalize.ranker import Ranker
@@ -39,8 +39,8 @@ MAX_ID_LENGTH = 256
 @dataclass
 class RankRequest:
     event_id: str
-    context: dict[str, Any]
-    actions: list[tuple[str, dict[str, Any]]]  # (id, merged features), request order
+    context: dict[str, Any]  # VW namespaces (features.feature_namespaces)
+    actions: list[tuple[str, dict[str, Any]]]  # (id, VW namespaces), request order
     excluded: list[str]
     defer: bool
     user_id: str | None = None
@@ -74,7 +74,7 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
     user_id = body.get("userId")
     if user_id is not None:
         user_id = _check_id(user_id, "userId", "the user this decision is for")
-    context = merge_feature_list(body.get("contextFeatures"), "contextFeatures")
+    context = feature_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX)
 
     raw_actions = body.get("actions")
     actions: list[tuple[str, dict[str, Any]]] = []
@@ -106,7 +106,7 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
             if action_id in seen:
                 raise ApiError(400, "DuplicateActionId", f"actions[{i}].id {action_id!r} appears twice; action ids must be unique.", f"actions[{i}].id")
             seen.add(action_id)
-            actions.append((action_id, merge_feature_list(action.get("features"), f"actions[{i}].features")))
+            actions.append((action_id, feature_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX)))
 
     raw_excluded = body.get("excludedActions") or []
     if not isinstance(raw_excluded, list):
@@ -274,7 +274,8 @@ class Service:
         if not proposed:
             raise ApiError(422, "NoCandidates", "The generators proposed no items: import active items into the catalog first "
                            "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
-        request.actions = [(c.item_id, merge_feature_list(c.features, f"candidates[{c.item_id}]")) for c in proposed]
+        request.actions = [(c.item_id, feature_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX))
+                           for c in proposed]
         request.extra["generators"] = {c.item_id: c.generators for c in proposed}
         if set(request.extra["generators"]).issubset(request.excluded):
             raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")

@@ -17,7 +17,7 @@ from personalize.candidates import CandidateEngine, current_item, diversify, fit
 from personalize.catalog import InteractionIn, ItemIn, add_interactions, deactivate_item, load_training_data, upsert_items
 from personalize.config import Settings, load_settings
 from personalize.db import make_engine, make_sessionmaker, upgrade_schema
-from personalize.features import build_context, merge_feature_list
+from personalize.features import ACTION_INDEX, build_context, feature_namespaces
 from personalize.models import GeneratorModel
 from personalize.plugins import UnknownGeneratorError, generator_classes
 from personalize.ranker import Ranker
@@ -198,8 +198,8 @@ def test_logged_probability_is_the_probability_of_the_chosen_item(
 
     def decide() -> tuple[list[str], Any]:
         proposed = engine.propose(user, [{"u": {"id": user}}], n, serendipity=share, seed=_seed(event_id))
-        actions = [(c.item_id, merge_feature_list(c.features, "features")) for c in proposed]
-        return [a for a, _ in actions], ranker.decide(build_context({"u": {"id": user}}, actions, True), event_id)
+        actions = [(c.item_id, feature_namespaces(c.features, "features", ACTION_INDEX)) for c in proposed]
+        return [a for a, _ in actions], ranker.decide(build_context({"c_u": {"id": user}}, actions, "auto"), event_id)
 
     ids, decision = decide()
     again_ids, again = decide()

@@ -8,7 +8,7 @@ import vowpal_wabbit_next as vw
 from click.testing import CliRunner
 
 from personalize.cli import cli
-from personalize.features import build_context, merge_feature_list
+from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
 
 ACTIONS = [{"id": a, "features": [{"item": {"kind": a, "price": i}}]} for i, a in enumerate("abcdef")]
 SEGMENTS = ["x", "y", "z"]
@@ -46,7 +46,8 @@ def test_export_replays_to_the_same_predictions(make_app: Any, clock: Any, tmp_p
 
     online = vw.Workspace(["--quiet"], model_data=service.learner._model.serialize())
     for segment in SEGMENTS:
-        context = build_context(merge_feature_list([{"user": {"seg": segment}}], "c"),
-                                [(a["id"], merge_feature_list(a["features"], "a")) for a in ACTIONS], True)
+        context = build_context(feature_namespaces([{"user": {"seg": segment}}], "c", CONTEXT_INDEX),
+                                [(a["id"], feature_namespaces(a["features"], "a", ACTION_INDEX)) for a in ACTIONS],
+                                service.settings.action_id_feature)
         line = '{"c":' + context + "}"
         assert replay.predict_one(parser.parse_json(line)) == online.predict_one(vw.DSJsonFormatParser(online).parse_json(line))

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import vowpal_wabbit_next as vw
 
-from personalize.features import ACTION_ID_NAMESPACE, FeatureError, build_context, merge_feature_list
+from personalize.features import (ACTION_ID_NAMESPACE, ACTION_INDEX, CONTEXT_INDEX, FeatureError, _namespaces,
+                                  build_context, feature_namespaces, merge_feature_list)
 
 
 def test_feature_lists_merge_into_one_object() -> None:
@@ -39,8 +40,8 @@ def test_bad_features_name_the_field(features: object, target: str) -> None:
 
 
 def test_context_parses_in_vw_with_one_example_per_action() -> None:
-    context = merge_feature_list([{"user": {"age": 30, "tier": "gold"}}, {"flag": True}], "c")
-    actions = [("a", merge_feature_list([{"item": {"price": 3.5, "tags": ["x"]}}], "a")), ("b", {})]
+    context = feature_namespaces([{"user": {"age": 30, "tier": "gold"}}, {"flag": True}], "c", CONTEXT_INDEX)
+    actions = [("a", feature_namespaces([{"item": {"price": 3.5, "tags": ["x"]}}], "a", ACTION_INDEX)), ("b", {})]
     text = build_context(context, actions, action_id="cross")
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     examples = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
@@ -80,8 +81,8 @@ _features = st.dictionaries(_names, _values, max_size=4)
 @given(context=_features, action=_features)
 def test_every_namespace_vw_parses_is_in_the_context_or_action_group(context: dict, action: dict) -> None:
     """Whatever names and nesting clients use, "-q ca" crosses all of the context with all of the action."""
-    text = build_context(merge_feature_list([context], "c"), [("x", merge_feature_list([action], "a"))],
-                         action_id="cross")
+    text = build_context(feature_namespaces([context], "c", CONTEXT_INDEX),
+                         [("x", feature_namespaces([action], "a", ACTION_INDEX))], action_id="cross")
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     shared, item = vw.DSJsonFormatParser(workspace).parse_json(json.dumps({"c": json.loads(text)}))
     assert {chr(i) for i in shared.feat_group_indices} <= {"c"}
@@ -94,8 +95,29 @@ def test_every_namespace_vw_parses_is_in_the_context_or_action_group(context: di
 ])
 def test_action_id_is_crossed_with_the_context_only_where_the_mode_says(mode: str, described: str | None,
                                                                           bare: str | None) -> None:
-    text = build_context({"user": {"tier": "gold"}}, [("x", {"item": {"genre": "jazz"}}), ("y", {})], action_id=mode)
+    text = build_context({"c_user": {"tier": "gold"}}, [("x", {"a_item": {"genre": "jazz"}}), ("y", {})], action_id=mode)
     first, second = json.loads(text)["_multi"]
     assert (first.get(described) if described else None) == ({"id": "x"} if described else None)
     assert set(first) - {"a_item"} == ({described} if described else set())
     assert set(second) == ({bare} if bare else set())  # a featureless action: only its id can carry effects
+
+
+_lists = st.lists(st.one_of(_features, st.dictionaries(_names, _scalars, max_size=3),
+                            st.dictionaries(st.sampled_from(["_x", "", "ActionId", "user", "tags"]), _values, max_size=2),
+                            st.just({"user": {"n": float("inf")}}), st.just({"user": {"s": "x" * 5000}}), st.integers()),
+                  max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features=st.one_of(_lists, st.none(), _features))
+def test_the_one_pass_path_agrees_with_the_careful_one(features: object) -> None:
+    """feature_namespaces takes a shortcut for the usual lists: same namespaces, same errors, as merging first."""
+    try:
+        expected: object = _namespaces(merge_feature_list(features, "f"), ACTION_INDEX)
+    except FeatureError as error:
+        expected = (error.target, error.message)
+    try:
+        got: object = feature_namespaces(features, "f", ACTION_INDEX)
+    except FeatureError as error:
+        got = (error.target, error.message)
+    assert got == expected

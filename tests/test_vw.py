@@ -8,7 +8,7 @@ import pytest
 import vowpal_wabbit_next as vw
 
 from personalize.config import DEFAULT_LEARNING_POLICY, load_settings
-from personalize.features import build_context, merge_feature_list
+from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
 from personalize.vw import Model
 
 
@@ -18,10 +18,10 @@ def _lines(n: int, seed: int = 7) -> list[tuple[str, str]]:
     out = []
     for i in range(n):
         k = rng.randint(2, 12)
-        actions = [(f"a{j}", merge_feature_list([{"item": {"kind": f"k{j % 4}", "price": rng.random(), "tags": ["x", f"t{j % 3}"]}}], "a"))
+        actions = [(f"a{j}", feature_namespaces([{"item": {"kind": f"k{j % 4}", "price": rng.random(), "tags": ["x", f"t{j % 3}"]}}], "a", ACTION_INDEX))
                    for j in rng.sample(range(20), k)]
-        context = merge_feature_list([{"user": {"seg": f"s{rng.randint(0, 4)}", "age": rng.randint(18, 80)}}, {"hour": rng.randint(0, 23)}], "c")
-        c = build_context(context, actions, True)
+        context = feature_namespaces([{"user": {"seg": f"s{rng.randint(0, 4)}", "age": rng.randint(18, 80)}}, {"hour": rng.randint(0, 23)}], "c", CONTEXT_INDEX)
+        c = build_context(context, actions, "cross")
         chosen = rng.randrange(k)
         head = (f'{{"_label_cost":{-float(rng.random() < 0.3)},"_label_probability":{rng.uniform(0.05, 1.0)},'
                 f'"_label_Action":{chosen + 1},"_labelIndex":{chosen},"a":[{chosen + 1}],"p":[0.5],')

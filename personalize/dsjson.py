@@ -6,7 +6,9 @@ reproduces the service's model.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+import time
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -16,8 +18,20 @@ from personalize.models import Event
 __all__ = ["event_line"]
 
 
+@lru_cache(maxsize=4096)
+def _second(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a whole UTC second (cached: the learner formats thousands per step)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC time with milliseconds, exactly as ``datetime.fromtimestamp(ts, timezone.utc)`` rounds
+    (microseconds half-even, then truncated to milliseconds), at a fraction of strftime's cost."""
+    second = math.floor(ts)
+    micro = round((ts - second) * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    return f"{_second(second)}{micro // 1000:03d}Z"
 
 
 def event_line(event: Event | Any, reward: float, model_id: str = "personalize") -> str:

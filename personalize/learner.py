@@ -1,10 +1,12 @@
 """The learner: takes joined events in order, learns them with VW, publishes snapshots.
 
 It never answers a request. One learner works at a time (a lease row in the database),
-so N server processes can share one learner process over PostgreSQL. A step claims the
-ready events, learns them, and stores the new snapshot together with the "learned" marks
-in one transaction: after a crash, unpublished claims are released and re-learned from
-the last snapshot, so nothing is learned twice or skipped.
+so N server processes can share one learner process over PostgreSQL. A step reads the
+ready events, learns them, and then claims them, marks them learned and stores the new
+snapshot in one transaction (see personalize.store): a crash before that commit leaves
+the events ready to be relearned from the last snapshot, so nothing is learned twice or
+skipped. If a reward changed an event in the meantime, the transaction publishes nothing
+and the learner restores its last snapshot and relearns.
 """
 
 from __future__ import annotations
@@ -139,34 +141,35 @@ class Learner:
 
     # -- one step --------------------------------------------------------------------
     def step(self) -> int:
-        """Claim, learn and publish the events that are ready now. Returns how many."""
+        """Learn and publish the events that are ready now. Returns how many."""
         with self._lock:
             if not self._acquire():
                 return 0
             assert self._model is not None
-            version = self.version + 1
-            with self.db.reading() as connection:
-                if not store.any_ready(connection, self.clock()):
-                    return 0
-            with self.db.transaction() as connection:
-                seqs = store.claim_ready(connection, self.clock(), version, self.settings.learner_batch)
-            if not seqs:
-                return 0
-            with self.db.reading() as connection:
-                joined = store.claimed_with_rewards(
-                    connection, seqs, self.settings.reward_aggregation, self.settings.default_reward
+            settings = self.settings
+            with self.db.reading() as connection:  # no write lock while reading and learning
+                joined = store.ready_events(
+                    connection, self.clock(), settings.learner_batch, settings.reward_aggregation, settings.default_reward
                 )
+            if not joined:
+                return 0
             learn = self._model.learn
             for item in joined:
                 learn(event_line(item.event, item.reward))
             model = self._model.serialize()
+            version = self.version + 1
+            try:
+                with self.db.transaction() as connection:
+                    store.publish_snapshot(
+                        connection, version, model, self.vw_args, self.events_learned + len(joined),
+                        self.clock(), joined, settings.snapshots_kept,
+                    )
+            except store.StaleEvents as error:  # a reward raced the step: relearn from the last snapshot
+                log.info("learner step discarded (%s); relearning", error)
+                self.invalidate()
+                return 0
+            self.version = version  # before events_learned: whoever sees the new count sees the new version
             self.events_learned += len(joined)
-            with self.db.transaction() as connection:
-                store.publish_snapshot(
-                    connection, version, model, self.vw_args, self.events_learned,
-                    self.clock(), joined, self.settings.snapshots_kept,
-                )
-            self.version = version
         if self.on_publish is not None:
             self.on_publish(version, model)
         return len(joined)

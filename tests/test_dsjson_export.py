@@ -51,3 +51,18 @@ def test_export_replays_to_the_same_predictions(make_app: Any, clock: Any, tmp_p
                                 service.settings.action_id_feature)
         line = '{"c":' + context + "}"
         assert replay.predict_one(parser.parse_json(line)) == online.predict_one(vw.DSJsonFormatParser(online).parse_json(line))
+
+
+def test_timestamps_match_datetime_formatting() -> None:
+    """dsjson._iso's arithmetic gives exactly what datetime gives (milliseconds truncated after
+    half-even rounding to microseconds), also where that rounding carries into the next second."""
+    import random
+    from datetime import datetime, timezone
+
+    from personalize.dsjson import _iso
+
+    rng = random.Random(0)
+    values = [0.0, 0.9999995, 0.9999994999, 1_700_000_000.9999995, 1_700_000_000.0005, 86_399.9999996]
+    values += [rng.randint(0, 4_000_000_000) + rng.choice([0.9999995, 0.0000005, 0.9995, rng.random()]) for _ in range(20_000)]
+    for ts in values:
+        assert _iso(ts) == datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", ts

@@ -98,3 +98,30 @@ def test_event_ids_with_slashes(make_app: Any, clock: Any) -> None:
     rank(client, "a/b c")
     assert client.post("/personalizer/v1.0/events/a%2Fb%20c/reward", json={"value": 1}).status_code == 204
     assert service.learner.step() == 1
+
+
+def test_reward_during_a_learner_step_is_learned_not_lost(make_app: Any, clock: Any, database_url: str, monkeypatch: Any) -> None:
+    """The learner reads ready events without locking them; a counted reward that lands before it
+    publishes makes it discard the step and relearn the event with that reward."""
+    from personalize import store
+
+    client, service = setup(make_app, clock, database_url=database_url, reward_aggregation="sum")
+    rank(client, "e1")
+    assert reward(client, "e1", 0.5).status_code == 204
+    clock.advance(10)  # exactly the end of the wait: ready, and rewards are still accepted
+    read = store.ready_events
+
+    def read_then_reward(*args: Any, **kwargs: Any) -> Any:
+        joined = read(*args, **kwargs)
+        assert reward(client, "e1", 0.25).status_code == 204
+        return joined
+
+    monkeypatch.setattr(store, "ready_events", read_then_reward)
+    assert service.learner.step() == 0  # publish found the event changed: nothing stored
+    assert learned(service, "e1") == (None, None)
+    monkeypatch.undo()
+    assert service.learner.step() == 1
+    assert learned(service, "e1") == (1, 0.75)
+    status = client.get("/personalizer/v1.0/status").json
+    assert status["model"] == {**status["model"], "version": 1, "eventsLearned": 1}
+    assert reward(client, "e1", 0.5).status_code == 409  # sum: final once learned

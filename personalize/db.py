@@ -162,25 +162,6 @@ class Database:
         self._written = True
 
     @contextmanager
-    def single_statement(self) -> Iterator[Connection]:
-        """``transaction()`` for work that is one statement, e.g. logging a Rank.
-
-        On SQLite the statement runs in autocommit mode, its own transaction, committed when
-        it returns: one call into SQLite under the write lock instead of BEGIN, statement,
-        COMMIT (each of which lets other threads take the GIL while the lock is held).
-        Anything SQLAlchemy began on the connection is committed on exit all the same.
-        """
-        if self._lock is None:
-            with self.transaction() as connection:
-                yield connection
-            return
-        with self._lock, self.engine.connect() as connection:
-            yield connection
-            if connection.in_transaction():
-                connection.commit()
-        self._written = True
-
-    @contextmanager
     def reading(self) -> Iterator[Connection]:
         """``read()`` without the ORM: a Core connection in a read-only transaction."""
         with self._readonly_engine.begin() as connection:

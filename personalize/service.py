@@ -303,7 +303,7 @@ class Service:
             wait_until=None if request.defer else now + wait,
             ready_at=None if request.defer else now + wait,
         )
-        with self.db.single_statement() as connection:
+        with self.db.transaction() as connection:
             store.insert_event(connection, values)
         ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
         provenance = request.extra.get("generators")

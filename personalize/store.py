@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from personalize.api.errors import ApiError
-from personalize.models import Event, Interaction, LearnerLease, ModelSnapshot, Reward
+from personalize.models import Event, EventExample, Interaction, LearnerLease, ModelSnapshot, Reward
 
 __all__ = [
     "insert_event", "add_reward", "activate_event", "ready_events", "publish_snapshot", "latest_snapshot",
@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 
-_INSERT_EVENT = insert(Event)  # compiled once, reused with bound parameters
+_INSERT_EVENT = insert(Event).returning(Event.seq)  # compiled once, reused with bound parameters
+_INSERT_EXAMPLE = insert(EventExample)
 _INSERT_REWARD = insert(Reward)
 _INSERT_INTERACTION = insert(Interaction)
 _INSERT_SNAPSHOT = insert(ModelSnapshot)
@@ -70,7 +71,7 @@ def _json(value: Any) -> str:
 
 
 _EVENT_INSERT_COLUMNS = (
-    "event_id", "created_at", "user_id", "example", "action_ids", "excluded_ids", "ranking", "probabilities",
+    "event_id", "created_at", "user_id", "action_ids", "excluded_ids", "ranking", "probabilities",
     "chosen_index", "probability", "model_version", "extra", "deferred", "activated_at", "wait_until", "ready_at",
 )
 _EVENT_JSON_COLUMNS = frozenset({"action_ids", "excluded_ids", "ranking", "probabilities", "extra"})
@@ -78,13 +79,15 @@ _SQLITE_INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(chr(34) + c + chr(34) for c in _EVENT_INSERT_COLUMNS)}, reward_count) "
     f"VALUES ({', '.join('?' for _ in _EVENT_INSERT_COLUMNS)}, 0)"
 )
+_SQLITE_INSERT_EXAMPLE = "INSERT INTO event_examples (seq, example) VALUES (?, ?)"
 _SQLITE_JOIN_STATE = "SELECT seq, wait_until, ready_at, claimed_version, reward_count, user_id FROM events WHERE event_id = ?"
 _SQLITE_INSERT_REWARD = "INSERT INTO rewards (event_seq, value, received_at, counted) VALUES (?, ?, ?, ?)"
 _SQLITE_COUNT_REWARD = "UPDATE events SET reward_count = ? WHERE seq = ?"
 _SQLITE_COUNT_REWARD_READY = "UPDATE events SET reward_count = ?, ready_at = ? WHERE seq = ?"
 _SQLITE_READY = "claimed_version IS NULL AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, seq LIMIT ?"
 _SQLITE_READY_EVENTS = (
-    "SELECT seq, event_id, created_at, example, ranking, probabilities, chosen_index, probability, model_version, "
+    "SELECT seq, event_id, created_at, (SELECT example FROM event_examples x WHERE x.seq = events.seq), ranking, "
+    "probabilities, chosen_index, probability, model_version, "
     f"reward_count FROM events WHERE {_SQLITE_READY}"
 )
 _SQLITE_READY_REWARDS = (
@@ -98,8 +101,8 @@ _SQLITE_CLAIM_LEARNED = (
 
 
 def insert_event(session: Db, values: dict[str, Any]) -> None:
-    """Store a ranked event; a reused event id is a 409 (never an overwrite). One statement
-    (callers may use ``Database.single_statement()``).
+    """Store a ranked event and its example (in one transaction: the caller's); a reused event id
+    is a 409 (never an overwrite).
 
     On a 409 the session's transaction is spoiled; the caller's ``begin()`` block rolls it back.
     """
@@ -108,9 +111,12 @@ def insert_event(session: Db, values: dict[str, Any]) -> None:
     try:
         if raw is not None:
             row = tuple(_json(values[c]) if c in _EVENT_JSON_COLUMNS else values[c] for c in _EVENT_INSERT_COLUMNS)
-            raw.execute(_SQLITE_INSERT_EVENT, row)
+            seq = raw.execute(_SQLITE_INSERT_EVENT, row).lastrowid
+            raw.execute(_SQLITE_INSERT_EXAMPLE, (seq, values["example"]))
         else:
-            connection.execute(_INSERT_EVENT, values)
+            event = {k: v for k, v in values.items() if k != "example"}
+            seq = connection.execute(_INSERT_EVENT, event).scalar_one()
+            connection.execute(_INSERT_EXAMPLE, {"seq": seq, "example": values["example"]})
     except (IntegrityError, sqlite3.IntegrityError):
         raise ApiError(409, "EventIdConflict", f"eventId {values['event_id']!r} was already used; send a new, unique eventId.", "eventId") from None
 
@@ -137,7 +143,7 @@ _ACTIVATE = (
 _READY = and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Event.ready_at <= bindparam("now"))
 _READY_SEQS = select(Event.seq).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_EVENTS = select(
-    Event.seq, Event.event_id, Event.created_at, Event.example, Event.ranking, Event.probabilities,
+    Event.seq, Event.event_id, Event.created_at, Event.example.label("example"), Event.ranking, Event.probabilities,
     Event.chosen_index, Event.probability, Event.model_version, Event.reward_count,
 ).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_REWARDS = (

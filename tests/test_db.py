@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from personalize import db as dbmod
 from personalize.db import Database
@@ -36,3 +36,42 @@ def test_no_checkpointer_for_memory_databases() -> None:
     database = Database("sqlite://")
     assert database._checkpointer is None
     database.dispose()
+
+
+def test_moving_examples_out_of_the_event_rows_keeps_every_example(database_url: str) -> None:
+    """Migration 0002 on a database that already holds events: each example arrives intact in
+    event_examples, Event.example reads it, and a new Rank stores one too."""
+    from sqlalchemy import select
+
+    from personalize import store
+    from personalize.db import make_engine, upgrade_schema
+    from personalize.models import Event
+
+    engine = make_engine(database_url)
+    upgrade_schema(engine, "0001")
+    examples = {f"old-{i}": '{"c_user":{"n":%d},"_multi":[{"a":{"k":"x"}}]}' % i for i in range(3)}
+    with engine.begin() as connection:
+        for event_id, example in examples.items():
+            connection.execute(text(
+                "INSERT INTO events (event_id, created_at, example, action_ids, excluded_ids, ranking, probabilities, "
+                "chosen_index, probability, model_version, deferred, reward_count) VALUES "
+                "(:e, 1.0, :x, '[\"a\"]', '[]', '[0]', '[1.0]', 0, 1.0, 0, false, 0)"
+            ), {"e": event_id, "x": example})
+    engine.dispose()
+
+    database = Database(database_url)
+    try:
+        database.upgrade()
+        with database.transaction() as connection:
+            store.insert_event(connection, dict(
+                event_id="new", created_at=2.0, user_id=None, example='{"_multi":[{}]}', action_ids=["a"],
+                excluded_ids=[], ranking=[0], probabilities=[1.0], chosen_index=0, probability=1.0, model_version=0,
+                extra=None, deferred=False, activated_at=2.0, wait_until=3.0, ready_at=3.0,
+            ))
+        with database.read() as session:
+            stored = {e.event_id: e.example for e in session.execute(select(Event)).scalars()}
+            columns = {c["name"] for c in inspect(session.connection()).get_columns("events")}
+    finally:
+        database.dispose()
+    assert stored == {**examples, "new": '{"_multi":[{}]}'}
+    assert "example" not in columns

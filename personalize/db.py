@@ -134,6 +134,7 @@ class Database:
         self._write_guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
         self._stop = threading.Event()
         self._written = False  # commits since the last checkpoint
+        self._writer: Connection | None = None  # SQLite: the connection transaction() reuses
         self._checkpointer: threading.Thread | None = None
         database = self.engine.url.database
         if self._lock is not None and database and database != ":memory:" and not database.startswith("file:"):
@@ -156,9 +157,28 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """``write()`` without the ORM: a Core connection in one write transaction, for the hot paths
-        (Rank, Reward, learner steps), where a Session's bookkeeping costs more than the SQL."""
-        with self._write_guard, self.engine.begin() as connection:
-            yield connection
+        (Rank, Reward, learner steps), where a Session's bookkeeping costs more than the SQL.
+
+        SQLite: every such transaction runs on one connection kept open for the process (writers
+        take turns under the write mutex anyway). A pool checkout and return cost ~40 µs, more than
+        the BEGIN and COMMIT themselves (measured: 55 µs per empty transaction against 16 µs).
+        """
+        if self._lock is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._lock:
+            connection = self._writer
+            if connection is None:
+                connection = self._writer = self.engine.connect()
+            try:
+                with connection.begin():
+                    yield connection
+            except BaseException:
+                if connection.invalidated:  # e.g. a disk error: the next transaction opens a new connection
+                    self._writer = None
+                    connection.close()
+                raise
         self._written = True
 
     @contextmanager
@@ -174,4 +194,11 @@ class Database:
         self._stop.set()
         if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
             self._checkpointer.join(5)
+        if self._lock is not None and self._lock.acquire(timeout=5):  # a stuck writer must not hang shutdown
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+            finally:
+                self._lock.release()
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Database: SQLite's WAL is checkpointed in the background, never inside a request's commit."""
+"""Database: SQLite's WAL is checkpointed in the background, never inside a request's commit; write transactions share one connection."""
 
 from __future__ import annotations
 
@@ -36,6 +36,53 @@ def test_no_checkpointer_for_memory_databases() -> None:
     database = Database("sqlite://")
     assert database._checkpointer is None
     database.dispose()
+
+
+def test_sqlite_write_transactions_share_one_connection_and_recover_from_failures(tmp_path: Path) -> None:
+    """transaction() reuses one connection on SQLite: a rolled-back transaction leaves it usable,
+    an invalidated one is replaced, concurrent writers lose nothing, and dispose() closes it."""
+    import threading
+
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with database.transaction() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+        first = database._writer
+        assert first is not None
+        try:
+            with database.transaction() as connection:
+                connection.execute(text("INSERT INTO t VALUES (1)"))
+                connection.execute(text("INSERT INTO t VALUES (1)"))  # integrity error: all rolled back
+        except Exception:
+            pass
+        with database.transaction() as connection:
+            assert connection is first
+            assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+        try:
+            with database.transaction() as connection:
+                connection.invalidate()
+                raise RuntimeError("disk went away")
+        except RuntimeError:
+            pass
+        assert database._writer is None and first.closed
+
+        def write(start: int) -> None:
+            for i in range(start, start + 200):
+                with database.transaction() as connection:
+                    connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": i})
+
+        threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with database.reading() as connection:
+            assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 800
+        writer = database._writer
+        assert writer is not None and writer is not first
+    finally:
+        database.dispose()
+    assert database._writer is None and writer.closed
 
 
 def test_moving_examples_out_of_the_event_rows_keeps_every_example(database_url: str) -> None:

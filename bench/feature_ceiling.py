@@ -10,9 +10,10 @@ quality).
 
 Models are then fitted offline with *full information* (all 50 candidates of a visit labelled
 with their true value, no bandit problem; ``--train-actions`` random candidates per visit keep
-the fit fast) on the first ``1 - --test-share`` of each world's events, and each model's greedy policy is evaluated on the last ``--test-share`` (the runner's
-"final" window) by true value: the attraction of its top pick, which is the top slot's click
-probability under both position models. The oracle's value is the best attraction; with the
+the fit fast) on the first ``1 - --test-share`` of each world's events, and each model's
+greedy policy is evaluated on the last ``--test-share`` (the runner's "final" window) by true
+value: the attraction of its top pick, which is the top slot's click probability under both
+position models. The oracle's value is the best attraction; with the
 oracle driver it is exactly the oracle lane's "final value" of ``bench/learning_curves.py``.
 ``popularity`` is the runner's policy (catalog rating counts plus the clicks seen in the
 driven world), ``uniform`` the mean attraction.
@@ -32,9 +33,13 @@ Rows:
 * ``+ hidden X``: ``rank -q ca + unit genres, target logit`` plus a hidden quantity (crossed
   with the action features when it is per user, a direct term when it is per candidate), to
   show how much of the gap each explains; ``oracle - taste`` ranks by the true utility
-  without the hidden taste.
+  without the hidden taste;
+* ``closed loop: X`` (oracle driver only): the fitted model, frozen, drives a world of its own
+  from the first event (same seed, same traffic) like a runner lane; its value over the last
+  ``--test-share`` divided by the oracle lane's is exactly the "share of the oracle" that
+  ``bench/learning_curves.py`` reports for the service (72.5 % at seed 0).
 
-Usage (about 3 minutes on 2 cores)::
+Usage (about 4.5 minutes on 2 cores)::
 
     python bench/feature_ceiling.py --visits 20000 --seed 0 --worlds 2
 """
@@ -75,6 +80,7 @@ class Sample:
     quality: np.ndarray  # (V, K) item quality, also for cold items (which send no stats)
     utility_no_taste: np.ndarray  # (V, K) true utility without the taste term
     has_profile: np.ndarray  # (V,) 1 if the client sends a profile (users present from the start)
+    chosen: np.ndarray  # (V,) true value of the driver's top pick (its lane's per-event value)
 
     def take(self, visits: np.ndarray, candidates: np.ndarray | None = None) -> "Sample":
         """The given visits, and per visit only the given candidate positions (an (len(visits), m) array)."""
@@ -87,7 +93,7 @@ class Sample:
         return Sample(**out)
 
 
-_PER_VISIT = ("context", "preferences", "satiation", "has_profile")
+_PER_VISIT = ("context", "preferences", "satiation", "has_profile", "chosen")
 
 
 def _vocabulary(config: SimConfig) -> tuple[dict[str, int], dict[str, int]]:
@@ -112,8 +118,12 @@ def vectorize(features: list[dict], vocabulary: dict[str, int]) -> np.ndarray:
     return out
 
 
-def simulate(config: SimConfig, visits: int, driver: str) -> Sample:
-    """Run one world driven by ``driver`` ('oracle' or 'uniform') and keep every visit."""
+# A fitted model as a policy: (one-visit sample) -> (1, K) scores.
+Scorer = Callable[[Sample], np.ndarray]
+
+
+def simulate(config: SimConfig, visits: int, driver: str | Scorer) -> Sample:
+    """Run one world driven by ``driver`` ('oracle', 'uniform' or a model's greedy picks); keep every visit."""
     catalog: Catalog = build_catalog(config.items, config.users, config.seed)
     population = build_population(config.users, config.seed)
     world, traffic = World(config, catalog, population), Traffic(config, catalog, len(population))
@@ -140,10 +150,17 @@ def simulate(config: SimConfig, visits: int, driver: str) -> Sample:
             ("unit_genres", genres), ("attraction", att), ("popularity", popularity.score[c].copy()),
             ("preferences", world.preferences[slot].copy()), ("satiation", world.satiation[slot].copy()),
             ("consumed", consumed), ("taste", taste), ("quality", catalog.quality[c]),
-            ("utility_no_taste", no_taste), ("has_profile", float(world.has_profile[slot])),
+            ("utility_no_taste", no_taste), ("has_profile", float(world.has_profile[slot])), ("chosen", 0.0),
         ):
             rows[key].append(value)
-        ranking = np.argsort(-att, kind="stable") if driver == "oracle" else rng.permutation(len(c))
+        if driver == "oracle":
+            ranking = np.argsort(-att, kind="stable")
+        elif driver == "uniform":
+            ranking = rng.permutation(len(c))
+        else:
+            scores = driver(Sample(**{k: np.array(v[-1:]) for k, v in rows.items()}))[0]
+            ranking = np.argsort(-scores, kind="stable")
+        rows["chosen"][-1] = att[ranking[0]]
         outcome = world.respond(visit, ranking, att)
         popularity.learn(visit, world, ranking, outcome)
     return Sample(**{k: np.array(v) for k, v in rows.items()})
@@ -177,22 +194,30 @@ class FeatureSet:
     context: list[Block]
     direct: list[Block]
 
-    def design(self, s: Sample) -> np.ndarray:
-        """(V, K, d) rows of the visits' candidates.
+    def parts(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Action terms with a constant (V, K, A), context (V, C), direct terms (V, K, D).
 
-        A constant action feature makes the crosses include the context's own terms and an
-        intercept: they cannot change a ranking but, as in VW, they absorb each visit's level.
+        The constant makes the crosses include the context's own terms and an intercept: they
+        cannot change a ranking but, as in VW, they absorb each visit's level.
         """
         a = self.action(s)
         a = np.concatenate([np.ones(a.shape[:2] + (1,)), a], axis=2)
         c = np.concatenate([b(s) for b in self.context], axis=1)
-        crosses = (c[:, None, :, None] * a[:, :, None, :]).reshape(a.shape[0], a.shape[1], -1)
-        return np.concatenate([a, crosses, *(b(s) for b in self.direct)], axis=2)
+        direct = np.concatenate([b(s) for b in self.direct], axis=2) if self.direct else np.zeros(a.shape[:2] + (0,))
+        return a, c, direct
 
-    def scores(self, s: Sample, weights: np.ndarray, chunk: int = 250) -> np.ndarray:
-        """(V, K) linear scores, a chunk of visits at a time (the crossed rows are large)."""
-        return np.concatenate([self.design(s.take(np.arange(i, min(i + chunk, len(s.attraction))))) @ weights
-                               for i in range(0, len(s.attraction), chunk)])
+    def design(self, s: Sample) -> np.ndarray:
+        """(V, K, d) rows of the visits' candidates: action terms, context x action crosses, direct terms."""
+        a, c, direct = self.parts(s)
+        crosses = (c[:, None, :, None] * a[:, :, None, :]).reshape(a.shape[0], a.shape[1], -1)
+        return np.concatenate([a, crosses, direct], axis=2)
+
+    def scores(self, s: Sample, weights: np.ndarray) -> np.ndarray:
+        """(V, K) scores of ``design(s) @ weights``, without building the crossed rows."""
+        a, c, direct = self.parts(s)
+        n_a, n_c = a.shape[2], c.shape[1]
+        per_visit = weights[:n_a] + c @ weights[n_a:n_a + n_c * n_a].reshape(n_c, n_a)
+        return np.einsum("vka,va->vk", a, per_visit) + direct @ weights[n_a + n_c * n_a:]
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, strength: float = 1e-5) -> np.ndarray:
@@ -213,8 +238,9 @@ def greedy_value(scores: np.ndarray, attraction: np.ndarray) -> float:
     return float(attraction[np.arange(len(top)), top].mean())
 
 
-def evaluate_world(s: Sample, test_share: float, train_actions: int, seed: int) -> dict[str, float]:
-    """Every row's held-out value in one world."""
+def evaluate_world(s: Sample, test_share: float, train_actions: int, seed: int
+                   ) -> tuple[dict[str, float], dict[str, Scorer]]:
+    """Every row's held-out value in one world, and the fitted linear models as policies."""
     n, k = s.attraction.shape
     split = int(round(n * (1 - test_share)))
     rng = np.random.default_rng([seed, 100])
@@ -230,11 +256,14 @@ def evaluate_world(s: Sample, test_share: float, train_actions: int, seed: int) 
         "oracle - taste (knows all but the hidden taste)": greedy_value(test.utility_no_taste, att),
     }
 
+    models: dict[str, Scorer] = {}
+
     def linear(name: str, fs: FeatureSet, target: str = "logit") -> None:
         x = fs.design(train).reshape(split * train_actions, -1)
         y = train.attraction.reshape(-1)
         w = fit_ridge(x, logit(y) if target == "logit" else y)
         values[name] = greedy_value(fs.scores(test, w), att)
+        models[name] = lambda one: fs.scores(one, w)
 
     ctx = [_per_visit("context")]
     rank = FeatureSet(_rank_actions, ctx, [])
@@ -273,7 +302,12 @@ def evaluate_world(s: Sample, test_share: float, train_actions: int, seed: int) 
     }
     for name, (extra_ctx, direct) in hidden.items():
         linear(name, FeatureSet(_unit_actions, ctx + extra_ctx, direct))
-    return values
+    return values, models
+
+
+#: Fitted models that also drive a world of their own from the first event (a fixed policy, its lane's final value).
+CLOSED_LOOP = ("rank -q ca, target click prob (service's class)", "rank -q ca + unit genres, target logit",
+               "+ hidden: consumed flag (repeat penalty)")
 
 
 def main() -> None:
@@ -292,9 +326,16 @@ def main() -> None:
         config = load_config().with_overrides(seed=seed)
         sample = simulate(config, args.visits, args.driver)
         simulated = time.perf_counter() - started
-        per_world.append(evaluate_world(sample, args.test_share, args.train_actions, seed))
-        print(f"world seed {seed}: simulated {simulated:.0f} s, fitted {time.perf_counter() - started - simulated:.0f} s",
-              flush=True)
+        values, models = evaluate_world(sample, args.test_share, args.train_actions, seed)
+        fitted = time.perf_counter() - started - simulated
+        if args.driver == "oracle":  # the oracle world's oracle is the oracle lane: its final value is the reference
+            split = int(round(args.visits * (1 - args.test_share)))
+            for name in CLOSED_LOOP:
+                lane = simulate(config, args.visits, models[name])
+                values[f"closed loop: {name}"] = float(lane.chosen[split:].mean())
+        per_world.append(values)
+        print(f"world seed {seed}: simulated {simulated:.0f} s, fitted {fitted:.0f} s, closed loop "
+              f"{time.perf_counter() - started - simulated - fitted:.0f} s", flush=True)
     seeds = [f"seed {s}" for s in range(args.seed, args.seed + args.worlds)]
     print(f"\n{args.visits} events per world, driven by {args.driver}; held out: last {args.test_share:.0%}; "
           f"value = mean true click probability of the top pick")

@@ -39,6 +39,8 @@ class ItemsConfig:
     count: int = _k(2000, "Number of synthetic items (ignored for movielens).")
     new_fraction: float = _k(0.1, "Share of items (the newest by year) held back and released during the run.")
     new_per_1000: float = _k(20.0, "Held-back items released per 1,000 events (cold start).")
+    genre_weights: str = _k("binary", "How clients send an item's genres: 'binary' (each genre 1) or 'unit' (each "
+                            "1/sqrt(number of genres), the scale the world's utility uses).")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class UsersConfig:
                        "show, as the user arrived); newcomers who replace leavers have no past ratings, hence none.")
     profile_noise: float = _k(0.0, "Std-dev of the error on each genre of that profile (preferences are standardized, "
                               "std-dev 1); drift makes it stale anyway.")
+    consumed_flag: bool = _k(False, "Clients mark each candidate the user already consumed (action feature "
+                             "seen.consumed = 1; the world's repeat_penalty applies to those).")
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class SimConfig:
             (self.choice.slate_size >= 1, "choice.slate_size must be at least 1"),
             (self.run.actions >= 2, "run.actions must be at least 2"),
             (self.run.mode in ("inline", "generators"), "run.mode must be 'inline' or 'generators'"),
+            (self.items.genre_weights in ("binary", "unit"), "items.genre_weights must be 'binary' or 'unit'"),
             (self.run.refit_every >= 0, "run.refit_every must be >= 0"),
             (self.users.segments >= 1, "users.segments must be at least 1"),
             (len(self.context.devices) == len(self.context.device_weights),

@@ -56,12 +56,16 @@ def _arrivals(order_newest_last: np.ndarray, config: ItemsConfig) -> np.ndarray:
     return arrival
 
 
-def _features(genres: np.ndarray, popularity: np.ndarray, quality: np.ndarray, arrival: np.ndarray) -> list[list[dict]]:
-    """Genres always; popularity and rating only for items the catalog had before the run (cold start)."""
+def _features(genres: np.ndarray, popularity: np.ndarray, quality: np.ndarray, arrival: np.ndarray,
+              genre_weights: str) -> list[list[dict]]:
+    """Genres always (1 each, or 1/sqrt(#genres) with ``genre_weights='unit'``); popularity and
+    rating only for items the catalog had before the run (cold start)."""
     log_pop = np.log1p(popularity) / np.log1p(popularity.max())
     out = []
     for row in range(len(genres)):
-        item = [{"genres": {GENRES[g]: 1 for g in np.flatnonzero(genres[row])}}]
+        present = np.flatnonzero(genres[row])
+        weight = round(1.0 / math.sqrt(len(present)), 4) if genre_weights == "unit" and len(present) else 1
+        item = [{"genres": {GENRES[g]: weight for g in present}}]
         if arrival[row] == 0:
             item.append({"stats": {"pop": round(float(log_pop[row]), 4), "rating": round(float(quality[row]), 4)}})
         out.append(item)
@@ -94,7 +98,7 @@ def _movielens(config: ItemsConfig, users: UsersConfig, rng: np.random.Generator
         ids=[m["id"] for m in movies], genres=genres, unit_genres=_unit(genres), quality=quality,
         popularity=popularity, self_information=-np.log2(np.minimum(popularity / (n_users + 1), 1.0)),
         arrival=arrival, taste=rng.standard_normal((len(movies), users.taste_factors)),
-        features=_features(genres, popularity, quality, arrival),
+        features=_features(genres, popularity, quality, arrival, config.genre_weights),
     )
 
 
@@ -112,7 +116,7 @@ def _synthetic(config: ItemsConfig, users: UsersConfig, rng: np.random.Generator
         ids=[f"i{row}" for row in range(n)], genres=genres, unit_genres=_unit(genres), quality=quality,
         popularity=popularity, self_information=-np.log2(popularity / (popularity.max() + 1.0)),
         arrival=arrival, taste=rng.standard_normal((n, users.taste_factors)),
-        features=_features(genres, popularity, quality, arrival),
+        features=_features(genres, popularity, quality, arrival, config.genre_weights),
     )
 
 

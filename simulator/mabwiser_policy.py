@@ -30,8 +30,8 @@ class LinUCB:
                        seed=config.seed)
         log_pop = np.log1p(catalog.popularity) / np.log1p(catalog.popularity.max())
         known = (catalog.arrival == 0).astype(float)
-        self.item_vectors = np.column_stack([np.ones(len(catalog)), catalog.genres, log_pop * known,
-                                             catalog.quality * known])
+        genres = catalog.unit_genres if config.items.genre_weights == "unit" else catalog.genres  # as clients send them
+        self.item_vectors = np.column_stack([np.ones(len(catalog)), genres, log_pop * known, catalog.quality * known])
         self.pending_x: list[np.ndarray] = []
         self.pending_y: list[float] = []
         self.fitted = False
@@ -53,6 +53,9 @@ class LinUCB:
     def _features(self, visit: Visit, world: World) -> np.ndarray:
         context = self._context(visit, world)
         items = self.item_vectors[visit.candidates]
+        if self.config.users.consumed_flag:  # the same "already consumed" mark the service gets
+            consumed = world.consumed[visit.slot]
+            items = np.column_stack([items, [float(i in consumed) for i in visit.candidates]])
         return (items[:, None, :] * context[None, :, None]).reshape(len(items), -1)
 
     def rank(self, visit: Visit, world: World, attractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -93,7 +93,7 @@ def log_with_truth(config: SimConfig, events: int, folder: Path, logging: dict |
     clock = SimClock()
     overrides = {"learn_every": config.run.learn_every, **(logging or {})}
     transport = InProcess(folder / "logging", overrides, clock)
-    policy = Service("logging", transport, catalog, f"ope{config.seed}")
+    policy = Service("logging", transport, catalog, f"ope{config.seed}", consumed_flag=config.users.consumed_flag)
     truth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
         for step in tqdm(range(events), disable=not progress, unit="event", desc="logging"):

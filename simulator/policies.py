@@ -20,7 +20,10 @@ from simulator.items import Catalog
 from simulator.transport import Transport
 from simulator.world import Outcome, Visit, World
 
-__all__ = ["Policy", "Uniform", "Popularity", "Oracle", "Service"]
+__all__ = ["Policy", "Uniform", "Popularity", "Oracle", "Service", "CONSUMED_FEATURE"]
+
+#: The action feature a client adds to candidates the user already consumed (users.consumed_flag).
+CONSUMED_FEATURE = {"seen": {"consumed": 1}}
 
 
 class Policy(Protocol):
@@ -113,7 +116,8 @@ class Service:
     """
 
     def __init__(self, name: str, transport: Transport, catalog: Catalog, run_id: str,
-                 loader: CatalogLoader | None = None, candidates: int = 50, refit_every: int = 0):
+                 loader: CatalogLoader | None = None, candidates: int = 50, refit_every: int = 0,
+                 consumed_flag: bool = False):
         self.name = name
         self.transport = transport
         self.catalog = catalog
@@ -121,6 +125,7 @@ class Service:
         self.loader = loader
         self.candidates = candidates
         self.refit_every = refit_every
+        self.consumed_flag = consumed_flag
         self.refits = 0
         self.row_of = {item_id: row for row, item_id in enumerate(catalog.ids)}
         self._answer: dict | None = None
@@ -154,6 +159,10 @@ class Service:
             "contextFeatures": world.context_features(visit),
             "actions": [{"id": ids[i], "features": features[i]} for i in visit.candidates],
         }
+        if self.consumed_flag and (consumed := world.consumed[visit.slot]):
+            for action, item in zip(body["actions"], visit.candidates):
+                if item in consumed:
+                    action["features"] = [*action["features"], CONSUMED_FEATURE]
         answer = self.transport.rank(body)
         position = {ids[item]: pos for pos, item in enumerate(visit.candidates)}
         ranking = np.array([position[entry["id"]] for entry in answer["ranking"]])

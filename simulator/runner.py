@@ -74,7 +74,8 @@ def _policy(name: str, config: SimConfig, catalog: Catalog, world: World, folder
     if generators:
         loader = CatalogLoader(transport, catalog)
         loader.load(initial_interactions(config, catalog, world))
-    return Service(name, transport, catalog, run_id, loader, config.run.actions, config.run.refit_every)
+    return Service(name, transport, catalog, run_id, loader, config.run.actions, config.run.refit_every,
+                   config.users.consumed_flag)
 
 
 def run(config: SimConfig, events: int, folder: Path, url: str | None = None, progress: bool = False,

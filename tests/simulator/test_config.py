@@ -26,6 +26,7 @@ def test_toml_overrides_sections(tmp_path: Path) -> None:
     ("[choice]\nmodel = \"logit\"\n", "choice.model"),
     ("colour = 1\n", "unknown key 'colour'"),
     ("[run]\npolicies = [\"magic\"]\n", "unknown policies"),
+    ("[items]\ngenre_weights = \"log\"\n", "items.genre_weights"),
 ])
 def test_bad_settings_name_the_field(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"

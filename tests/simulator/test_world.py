@@ -69,3 +69,38 @@ def test_clients_send_the_arrival_profile_and_newcomers_have_none(small_config) 
     assert _profile_of(noisy.context_features(visit)) != sent
     hidden = World(small_config.with_overrides(users={"profile": False}), catalog, population)
     assert _profile_of(hidden.context_features(visit)) is None
+
+
+class _Recorder:
+    """A transport that keeps the Rank bodies and answers in request order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+
+    def rank(self, body: dict) -> dict:
+        self.bodies.append(body)
+        return {"ranking": [{"id": a["id"], "probability": 1.0 / len(body["actions"])} for a in body["actions"]]}
+
+
+def test_clients_can_send_unit_genres_and_mark_consumed_candidates(small_config) -> None:
+    from simulator.items import GENRES
+    from simulator.policies import CONSUMED_FEATURE, Service
+
+    config = small_config.with_overrides(items={"genre_weights": "unit"}, users={"consumed_flag": True})
+    catalog = build_catalog(config.items, config.users, config.seed)
+    population = build_population(config.users, config.seed)
+    world = World(config, catalog, population)
+    visit = Traffic(config, catalog, len(population)).visit(0)
+    for row in range(len(catalog)):
+        sent = catalog.features[row][0]["genres"]
+        assert set(sent) == {name for name, g in zip(GENRES, catalog.genres[row]) if g}
+        assert all(v == round(1 / np.sqrt(len(sent)), 4) for v in sent.values())
+    consumed = {int(visit.candidates[1]), int(visit.candidates[4])}
+    world.consumed[visit.slot] = set(consumed)
+    transport = _Recorder()
+    Service("default", transport, catalog, "t", consumed_flag=True).rank(visit, world, world.attractions(visit))
+    marked = {a["id"] for a in transport.bodies[0]["actions"] if CONSUMED_FEATURE in a["features"]}
+    assert marked == {catalog.ids[i] for i in consumed}
+    assert CONSUMED_FEATURE not in catalog.features[int(visit.candidates[1])]  # the catalog itself is untouched
+    Service("default", transport, catalog, "t").rank(visit, world, world.attractions(visit))
+    assert not any(CONSUMED_FEATURE in a["features"] for a in transport.bodies[1]["actions"])

@@ -103,7 +103,7 @@ CANDIDATES: dict[str, str] = {
     "squarecb_q::_l2_floor0.05": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2 | floor 0.05",
     "squarecb_qca_l2_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 | floor 0.02",
     # MTR's importance weight 1/p capped (--clip_p 1: every logged event weighs 1, as in LinUCB's
-    # ridge fit); less SquareCB exploration (gamma_scale 100). See bench/vw_gap.py.
+    # ridge fit); less SquareCB exploration (gamma_scale 100). See docs/notes/vw-gap.md.
     "squarecb_qca_l2_clip1_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 --clip_p 1 | floor 0.02",
     "squarecb_g100_qca_l2_floor0.02": "--cb_explore_adf --squarecb --gamma_scale 100 --cb_type mtr -q ca -l 2 | floor 0.02",
     "squarecb_g100_qca_l2_clip1_floor0.02":

@@ -43,6 +43,8 @@ from sklearn.datasets import (
     make_classification,
 )
 
+from personalize.sampling import squarecb_scale
+
 # --------------------------------------------------------------------------
 # Candidate policies.  Every string is passed to vowpal_wabbit_next.Workspace
 # (plus "--quiet").  Context namespace is "c", action namespace is "a", so
@@ -102,6 +104,9 @@ CANDIDATES: dict[str, str] = {
     "squarecb_q::_l2_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2 | floor 0.02",
     "squarecb_q::_l2_floor0.05": "--cb_explore_adf --squarecb --cb_type mtr -q :: -l 2 | floor 0.05",
     "squarecb_qca_l2_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 | floor 0.02",
+    # ... and SquareCB's gamma scaled by K/5 above 5 actions (setting squarecb_actions; the default):
+    "squarecb_qca_l2_floor0.02_k5": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 | floor 0.02 | squarecb_actions 5",
+    "squarecb_qca_l2_floor0.02_k10": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 | floor 0.02 | squarecb_actions 10",
     # MTR's importance weight 1/p capped (--clip_p 1: every logged event weighs 1, as in LinUCB's
     # ridge fit); less SquareCB exploration (gamma_scale 100). See docs/notes/vw-gap.md.
     "squarecb_qca_l2_clip1_floor0.02": "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2 --clip_p 1 | floor 0.02",
@@ -124,6 +129,7 @@ QUICK_CANDIDATES: list[str] = [
     "squarecb_qca_l2",
     "squarecb_q::_l2",
     "squarecb_qca_l2_floor0.02",
+    "squarecb_qca_l2_floor0.02_k5",
 ]
 
 # The service's requirements for its default policy (see docs/learning-policy.md):
@@ -272,8 +278,10 @@ def run_vw(policy: str, args: str, problem: Problem, stream: np.ndarray, seed: i
     """Progressive validation of one VW policy over one stream."""
     import vowpal_wabbit_next as vw
 
+    args, _, k_spec = args.partition("| squarecb_actions ")
     args, _, floor_spec = args.partition("| floor ")
     floor = float(floor_spec) if floor_spec else 0.0  # the service's uniform exploration floor
+    k_ref = int(k_spec) if k_spec else 0  # the service's squarecb_actions (0: VW's SquareCB as is)
     workspace = vw.Workspace(args.split() + ["--quiet"])
     parser = vw.DSJsonFormatParser(workspace)
     rng = np.random.default_rng(seed)
@@ -289,6 +297,8 @@ def run_vw(policy: str, args: str, problem: Problem, stream: np.ndarray, seed: i
         for action, prob in prediction:
             pmf[action] = prob
         pmf = pmf / pmf.sum()
+        if 0 < k_ref < k_actions:
+            pmf = np.array(squarecb_scale(list(pmf), k_actions / k_ref))
         pmf = (1.0 - floor) * pmf + floor / k_actions
         chosen = int(rng.choice(k_actions, p=pmf))
         reward = float(rng.random() < problem.reward_prob[i, chosen])

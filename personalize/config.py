@@ -45,6 +45,12 @@ class Settings:
         metadata={"help": "Uniform exploration floor, 0..1: every action keeps at least exploration/K probability, "
                   "on top of the learning policy's own exploration (SquareCB by default)."},
     )
+    squarecb_actions: int = field(
+        default=5,
+        metadata={"help": "With SquareCB (the default policy), a Rank with more actions than this explores about as "
+                  "much as one with this many (gamma scaled by K/this); 0 = VW's SquareCB as is, whose exploration "
+                  "grows with the number of actions."},
+    )
     reward_wait_time: float = field(
         default=60.0,
         metadata={"help": "Seconds an event waits for rewards before it is learned with what it has."},
@@ -131,6 +137,8 @@ class Settings:
             raise SettingsError("learn_every must be at least 1")
         if self.action_id_feature not in ACTION_ID_MODES:
             raise SettingsError(f"action_id_feature must be one of {', '.join(ACTION_ID_MODES)}")
+        if self.squarecb_actions < 0:
+            raise SettingsError("squarecb_actions must be >= 0 (0 turns the scaling off)")
         if self.max_actions < 1:
             raise SettingsError("max_actions must be at least 1")
         if self.learner not in ("thread", "inline", "off"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from personalize.sampling import mix_uniform, normalize, sample_index, uniform_for
+from personalize.sampling import mix_uniform, normalize, sample_index, squarecb_scale, uniform_for
 from personalize.vw import Model
 
 __all__ = ["Ranker", "Decision"]
@@ -34,9 +34,14 @@ class Decision:
 
 
 class Ranker:
-    def __init__(self, vw_args: list[str], exploration: float = 0.0) -> None:
+    def __init__(self, vw_args: list[str], exploration: float = 0.0, squarecb_actions: int = 0) -> None:
         self._vw_args = vw_args
         self.exploration = exploration
+        # SquareCB's exploration mass grows with the number of actions K (each non-greedy action
+        # gets 1/(K + gamma*gap)); above squarecb_actions actions, gamma is scaled by
+        # K/squarecb_actions so a Rank explores about as much as one with squarecb_actions actions.
+        plain_squarecb = "--squarecb" in vw_args and "--elim" not in vw_args
+        self.squarecb_actions = squarecb_actions if plain_squarecb else 0
         self._lock = threading.Lock()
         self._model = Model(vw_args)
         self.version = 0
@@ -64,7 +69,10 @@ class Ranker:
             scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
         order = [index for index, _ in scores]
-        probabilities = mix_uniform(normalize([p for _, p in scores]), self.exploration)
+        pmf = normalize([p for _, p in scores])
+        if 0 < self.squarecb_actions < len(pmf):
+            pmf = squarecb_scale(pmf, len(pmf) / self.squarecb_actions)
+        probabilities = mix_uniform(pmf, self.exploration)
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

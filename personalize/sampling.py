@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-__all__ = ["seed_for", "uniform_for", "normalize", "mix_uniform", "sample_index"]
+__all__ = ["seed_for", "uniform_for", "normalize", "mix_uniform", "sample_index", "squarecb_scale"]
 
 
 def seed_for(event_id: str) -> int:
@@ -29,6 +29,27 @@ def normalize(pmf: Sequence[float]) -> list[float]:
     if total <= 0.0:
         return [1.0 / len(clipped)] * len(clipped)
     return [p / total for p in clipped]
+
+
+def squarecb_scale(pmf: Sequence[float], scale: float) -> list[float]:
+    """A SquareCB PMF as if its gamma were ``scale`` times larger (``scale`` >= 1: less exploration).
+
+    VW's SquareCB gives each non-greedy action ``1 / (K + gamma * gap)``, where ``gap`` is its
+    predicted cost minus the best one, and the greedy action the rest. That is invertible:
+    ``gamma * gap = 1/p - K``, so the PMF of ``scale * gamma`` follows from the PMF alone. The
+    greedy action is the most probable one (it keeps at least 1/K; the others get at most 1/K).
+    """
+    k = len(pmf)
+    if scale == 1.0 or k < 2:
+        return list(pmf)
+    greedy = max(range(k), key=pmf.__getitem__)
+    out = [0.0] * k
+    for i, p in enumerate(pmf):
+        if i != greedy:
+            spread = 1.0 / p - k if p > 0.0 else float("inf")  # gamma * gap, >= 0 up to float32 rounding
+            out[i] = 1.0 / (k + scale * max(spread, 0.0))
+    out[greedy] = max(0.0, 1.0 - sum(out))
+    return out
 
 
 def mix_uniform(probabilities: Sequence[float], share: float) -> list[float]:

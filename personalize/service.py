@@ -158,7 +158,7 @@ class Service:
         self.db = Database.for_settings(settings)
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
-        self.ranker = Ranker(settings.vw_args, settings.exploration)
+        self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
         self._candidates_loaded = False

@@ -5,7 +5,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from personalize.sampling import mix_uniform, normalize, sample_index, uniform_for
+from personalize.sampling import mix_uniform, normalize, sample_index, squarecb_scale, uniform_for
 
 pmfs = st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=60)
 
@@ -44,3 +44,44 @@ def test_exploration_floor_keeps_every_action_reachable(pmf: list[float], share:
     p = mix_uniform(normalize(pmf), share)
     assert abs(sum(p) - 1.0) < 1e-9
     assert all(x >= share / len(p) - 1e-12 for x in p)
+
+
+@given(pmfs, st.floats(min_value=1.0, max_value=100.0))
+def test_squarecb_scaling_keeps_a_pmf_and_the_greedy_action(pmf: list[float], scale: float) -> None:
+    p = normalize(pmf)
+    q = squarecb_scale(p, scale)
+    assert all(x >= 0 for x in q)
+    assert abs(sum(q) - 1.0) < 1e-9
+    greedy = max(range(len(p)), key=p.__getitem__)
+    assert q[greedy] >= p[greedy] - 1e-9  # less exploration: the greedy action only gains
+
+
+def test_squarecb_scaling_equals_vw_with_a_larger_gamma_scale() -> None:
+    """The scaled PMF is exactly VW's SquareCB PMF with gamma_scale multiplied (same weights:
+    SquareCB learns with MTR whatever gamma is, so both models learn the same)."""
+    import json
+    import random
+
+    from personalize.vw import Model
+
+    policy = ["--cb_explore_adf", "--squarecb", "--cb_type", "mtr", "-q", "ca", "-l", "2", "--quiet"]
+    k, rng = 12, random.Random(0)
+    plain, larger = Model(policy), Model(policy + ["--gamma_scale", "40"])  # VW's default gamma_scale is 10
+
+    def line(segment: str, label: tuple[int, float] | None = None) -> str:
+        c = {"c_u": {"seg": segment}, "_multi": [{"a_f": {"k": f"x{i}", "v": i * 0.1}} for i in range(k)]}
+        if label is None:
+            return json.dumps({"c": c})
+        a, cost = label
+        return json.dumps({"_label_cost": cost, "_label_probability": 1 / k, "_label_Action": a + 1, "_labelIndex": a,
+                           "a": [a + 1], "c": c, "p": [1 / k]})
+
+    for _ in range(300):
+        segment, a = f"s{rng.randrange(3)}", rng.randrange(k)
+        for model in (plain, larger):
+            model.learn(line(segment, (a, -1.0 if a == int(segment[1]) * 2 else 0.0)))
+    for segment in ("s0", "s1", "s2"):
+        p = dict(plain.predict(line(segment)))
+        q = dict(larger.predict(line(segment)))
+        scaled = squarecb_scale(normalize([p[i] for i in range(k)]), 4.0)
+        assert max(abs(x - y) for x, y in zip(scaled, normalize([q[i] for i in range(k)]))) < 1e-6

@@ -13,7 +13,32 @@ from dataclasses import dataclass
 from personalize.sampling import mix_uniform, normalize, sample_index, squarecb_scale, uniform_for
 from personalize.vw import Model
 
-__all__ = ["Ranker", "Decision"]
+__all__ = ["Ranker", "Decision", "Explorer"]
+
+
+@dataclass(frozen=True)
+class Explorer:
+    """What the service does to the learning policy's PMF before it samples: SquareCB scaled to the
+    number of actions, then the uniform floor. Shared by the ranker and off-policy replay, so an
+    evaluated policy is the one the service would serve."""
+
+    exploration: float = 0.0
+    squarecb_actions: int = 0  # 0: VW's PMF as is
+
+    @classmethod
+    def for_policy(cls, vw_args: list[str], exploration: float, squarecb_actions: int) -> "Explorer":
+        # SquareCB's exploration mass grows with the number of actions K (each non-greedy action
+        # gets 1/(K + gamma*gap)); above squarecb_actions actions, gamma is scaled by
+        # K/squarecb_actions so a Rank explores about as much as one with squarecb_actions actions.
+        plain_squarecb = "--squarecb" in vw_args and "--elim" not in vw_args
+        return cls(exploration, squarecb_actions if plain_squarecb else 0)
+
+    def pmf(self, vw_pmf: list[float]) -> list[float]:
+        """The sampling PMF (sums to 1) from VW's PMF, in the same order."""
+        pmf = normalize(vw_pmf)
+        if 0 < self.squarecb_actions < len(pmf):
+            pmf = squarecb_scale(pmf, len(pmf) / self.squarecb_actions)
+        return mix_uniform(pmf, self.exploration)
 
 
 @dataclass(frozen=True)
@@ -36,12 +61,7 @@ class Decision:
 class Ranker:
     def __init__(self, vw_args: list[str], exploration: float = 0.0, squarecb_actions: int = 0) -> None:
         self._vw_args = vw_args
-        self.exploration = exploration
-        # SquareCB's exploration mass grows with the number of actions K (each non-greedy action
-        # gets 1/(K + gamma*gap)); above squarecb_actions actions, gamma is scaled by
-        # K/squarecb_actions so a Rank explores about as much as one with squarecb_actions actions.
-        plain_squarecb = "--squarecb" in vw_args and "--elim" not in vw_args
-        self.squarecb_actions = squarecb_actions if plain_squarecb else 0
+        self.explorer = Explorer.for_policy(vw_args, exploration, squarecb_actions)
         self._lock = threading.Lock()
         self._model = Model(vw_args)
         self.version = 0
@@ -69,10 +89,7 @@ class Ranker:
             scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
         order = [index for index, _ in scores]
-        pmf = normalize([p for _, p in scores])
-        if 0 < self.squarecb_actions < len(pmf):
-            pmf = squarecb_scale(pmf, len(pmf) / self.squarecb_actions)
-        probabilities = mix_uniform(pmf, self.exploration)
+        probabilities = self.explorer.pmf([p for _, p in scores])
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

@@ -51,4 +51,4 @@ def test_small_action_sets_and_other_explorers_are_untouched() -> None:
         ranker.load(1, snapshot)
     assert plain.decide(_context(5), "e").probabilities == scaled.decide(_context(5), "e").probabilities
     epsilon = load_settings({"learning_policy": "--cb_explore_adf --epsilon 0.1 -q ca"}, env={}).vw_args
-    assert Ranker(epsilon, 0.02, 5).squarecb_actions == 0
+    assert Ranker(epsilon, 0.02, 5).explorer.squarecb_actions == 0

@@ -49,7 +49,8 @@ def store_lines(config_file: str | None, since: float | None, until: float | Non
 @click.command("evaluate")
 @click.option("--policy", "policies", multiple=True, required=True,
               help='VW learning policy to estimate, e.g. "--cb_explore_adf --epsilon 0.1 -q ::" (repeatable). '
-                   "Without an explorer, the service's exploration setting applies.")
+                   "It is evaluated as the service would serve it: with the service's exploration floor and "
+                   "squarecb_actions settings (from --config / PERSONALIZE_*).")
 @click.option("--logs", type=click.Path(exists=True, dir_okay=False),
               help="A DSJSON file (personalize logs export --format dsjson); default: the service's own store.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
@@ -67,6 +68,7 @@ def evaluate_command(policies: tuple[str, ...], logs: str | None, config_file: s
     them, and its value is estimated with IPS, SNIPS, DM, DR, SNDR and Switch-DR (95% bootstrap
     intervals), beside the online policy's actual mean reward.
     """
+    from personalize.config import load_settings
     from personalize.evaluation.evaluate import evaluate, format_table
     from personalize.evaluation.replay import parse_dsjson
 
@@ -80,7 +82,7 @@ def evaluate_command(policies: tuple[str, ...], logs: str | None, config_file: s
     if not events:
         raise click.ClickException("no learned events with rewards in the selection; nothing to evaluate")
     click.echo(f"{len(events)} logged events", err=True)
-    rows = evaluate(events, policies, reps=bootstrap, seed=seed)
+    rows = evaluate(events, policies, reps=bootstrap, seed=seed, settings=load_settings(config_file=config_file))
     if as_json:
         click.echo(json.dumps([{"policy": r.policy, "estimates": r.estimates, "intervals": r.intervals}
                                for r in rows], indent=2))

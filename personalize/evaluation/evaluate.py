@@ -7,8 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
+from personalize.config import Settings
 from personalize.evaluation.estimators import ESTIMATORS, bootstrap_ci, estimate
 from personalize.evaluation.replay import LoggedEvent, logged_for, policy_args, replay_policy, reward_model
+from personalize.ranker import Explorer
 
 __all__ = ["PolicyEstimate", "evaluate", "format_table", "ONLINE"]
 
@@ -24,8 +26,13 @@ class PolicyEstimate:
 
 
 def evaluate(events: Sequence[LoggedEvent], policies: Sequence[str], reps: int = 200, seed: int = 0,
-             reward_range: tuple[float, float] = (0.0, 1.0)) -> list[PolicyEstimate]:
-    """One row per policy (VW learning-policy strings), after the online policy's row."""
+             reward_range: tuple[float, float] = (0.0, 1.0), settings: Settings | None = None) -> list[PolicyEstimate]:
+    """One row per policy (VW learning-policy strings), after the online policy's row.
+
+    Each policy is evaluated as the service would serve it under ``settings`` (default: the
+    defaults): its VW PMF with the service's SquareCB scaling and exploration floor.
+    """
+    settings = settings or Settings()
     if not events:
         raise ValueError("no logged events with rewards to evaluate")
     q = reward_model(events, reward_range)
@@ -36,7 +43,9 @@ def evaluate(events: Sequence[LoggedEvent], policies: Sequence[str], reps: int =
     online_ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
     rows = [PolicyEstimate(ONLINE, {"mean reward": float(rewards.mean())}, {"mean reward": online_ci})]
     for policy in policies:
-        data = logged_for(events, replay_policy(events, policy_args(policy)), q)
+        args = policy_args(policy)
+        explorer = Explorer.for_policy(args, settings.exploration, settings.squarecb_actions)
+        data = logged_for(events, replay_policy(events, args, explorer), q)
         rows.append(PolicyEstimate(policy, estimate(data), bootstrap_ci(data, reps=reps, seed=seed)))
     return rows
 

@@ -24,6 +24,7 @@ import vowpal_wabbit_next as vw
 
 from personalize.config import Settings
 from personalize.evaluation.estimators import Logged
+from personalize.ranker import Explorer
 
 __all__ = ["LoggedEvent", "parse_dsjson", "policy_args", "replay_policy", "frozen_policy", "reward_model",
            "logged_for", "REWARD_MODEL_ARGS"]
@@ -67,12 +68,9 @@ def parse_dsjson(lines: Iterable[str]) -> Iterator[LoggedEvent]:
         yield LoggedEvent(line=text, chosen=chosen, reward=-float(data["_label_cost"]), logged_pmf=pmf)
 
 
-def policy_args(learning_policy: str, exploration: float | None = None) -> list[str]:
-    """VW arguments exactly as the service would build them from these settings."""
-    settings = Settings(learning_policy=learning_policy)
-    if exploration is not None:
-        settings = settings.replace(exploration=exploration)
-    return settings.vw_args
+def policy_args(learning_policy: str) -> list[str]:
+    """VW arguments exactly as the service would build them from this learning policy."""
+    return Settings(learning_policy=learning_policy).vw_args
 
 
 def _pmf(prediction: Sequence[tuple[int, float]], n: int) -> np.ndarray:
@@ -83,11 +81,15 @@ def _pmf(prediction: Sequence[tuple[int, float]], n: int) -> np.ndarray:
     return pmf / total if total > 0 else np.full(n, 1.0 / n)
 
 
-def replay_policy(events: Sequence[LoggedEvent], args: Sequence[str]) -> list[np.ndarray]:
-    """The policy's action probabilities on every event, each from before it learned that event."""
+def replay_policy(events: Sequence[LoggedEvent], args: Sequence[str], explorer: Explorer | None = None) -> list[np.ndarray]:
+    """The policy's action probabilities on every event, each from before it learned that event;
+    with ``explorer``, as the service would sample them (its SquareCB scaling and floor)."""
     workspace = vw.Workspace(list(args))
     parser = vw.DSJsonFormatParser(workspace)
-    return [_pmf(workspace.predict_then_learn_one(parser.parse_json(e.line)), len(e.logged_pmf)) for e in events]
+    pmfs = [_pmf(workspace.predict_then_learn_one(parser.parse_json(e.line)), len(e.logged_pmf)) for e in events]
+    if explorer is None:
+        return pmfs
+    return [np.array(explorer.pmf(list(pmf))) for pmf in pmfs]
 
 
 def frozen_policy(train: Sequence[LoggedEvent], events: Sequence[LoggedEvent], args: Sequence[str]) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from personalize.evaluation.commands import evaluate_command
 from personalize.evaluation.estimators import UNBIASED
 from personalize.evaluation.replay import frozen_policy, parse_dsjson, policy_args, replay_policy, reward_model
+from personalize.ranker import Explorer
 from simulator.config import load_config
 from simulator.ope_validation import always_best, format_report, log_with_truth, validate
 
@@ -30,6 +31,16 @@ def test_log_round_trips(ground_truth) -> None:
     assert all(abs(e.logged_pmf.sum() - 1.0) < 1e-6 and e.reward in (0.0, 1.0) for e in events)
     pmfs = replay_policy(events[:50], policy_args("--cb_explore_adf -q :: --epsilon 0.1"))
     assert all(abs(p.sum() - 1.0) < 1e-9 and p.min() >= 0.1 / len(p) - 1e-6 for p in pmfs)
+
+
+def test_replay_serves_the_policy_as_the_service_would(ground_truth) -> None:
+    """`personalize evaluate` scores a policy with the service's floor and SquareCB scaling, not VW's raw PMF."""
+    args = policy_args("--cb_explore_adf --squarecb --cb_type mtr -q ca")
+    raw = replay_policy(ground_truth.events[:60], args)
+    served = replay_policy(ground_truth.events[:60], args, Explorer.for_policy(args, 0.2, 2))
+    for r, s in zip(raw, served):
+        assert abs(s.sum() - 1.0) < 1e-9 and s.min() >= 0.2 / len(s) - 1e-12
+        assert np.allclose(s, Explorer(0.2, 2).pmf(list(r)))
 
 
 def test_always_best_policy_is_estimated_at_the_oracle_value(ground_truth) -> None:

@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-sim")
+    parser.add_argument("--throughput-events", type=int, default=5_000,
+                        help="events of a second run with the service alone, for the throughput row (0: skip)")
     args = parser.parse_args()
     config = load_config().with_overrides(
         seed=args.seed, run={"policies": ["uniform", "popularity", "default", "linucb", "oracle"]})
@@ -39,8 +41,16 @@ def main() -> None:
     run_value = {name: summary["value"] for name, summary in s.items()}
     print(f"default / linucb     {run_value['default'] / run_value['linucb']:.3f}x over the whole budget, "
           f"{final['default'] / final['linucb']:.3f}x over the last 10%  (target >= 1.0x)")
-    print(f"in-process service: {result.service_events_per_second['default']:,.0f} rank+reward events/s "
-          f"(target >= 1,000); whole run {args.events / result.seconds:,.1f} events/s for {len(s)} policies")
+    print(f"in-process service beside {len(s) - 1} other policies: {result.service_events_per_second['default']:,.0f} "
+          f"rank+reward events/s; whole run {args.events / result.seconds:,.1f} events/s")
+    if args.throughput_events:
+        # The other lanes share the process (caches, allocator, garbage collector) and slow the service's
+        # calls down by up to 2x; alone, the run measures the service as the simulator drives it.
+        alone = run(config.with_overrides(run={"policies": ["default"]}), args.throughput_events,
+                    Path(args.out) / "services-alone")
+        print(f"in-process service alone ({args.throughput_events:,} events): "
+              f"{alone.service_events_per_second['default']:,.0f} rank+reward events/s (target >= 1,000); "
+              f"whole run {args.throughput_events / alone.seconds:,.0f} events/s")
 
 
 if __name__ == "__main__":

@@ -106,8 +106,8 @@ class RunConfig:
     policies: tuple[str, ...] = _k(("uniform", "popularity", "greedy", "default", "linucb", "oracle"),
                                    f"Policies compared on the same users; any of {', '.join(POLICIES)} "
                                    "('test' = the service with the [service] settings).")
-    learn_every: int = _k(10, "In-process services learn after every Nth Reward call (the service's learn_every; "
-                          "1 = after each, slower).")
+    learn_every: int = _k(50, "In-process services learn after every Nth Reward call (the service's learn_every; "
+                          "1 = after each, slower). 50 = linucb_batch: every learner updates as often.")
     linucb_alpha: float = _k(0.5, "MABWiser LinUCB exploration (alpha).")
     linucb_batch: int = _k(50, "Events between MABWiser refits (each refit inverts a matrix).")
     serendipity_threshold: float = _k(0.5, "An item is unexpected when its genre cosine with the user's "

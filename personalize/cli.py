@@ -6,15 +6,15 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from personalize import plugins, store
-from personalize.cli_options import open_database, settings_from, settings_options
+from personalize.cli_options import open_database, parse_time, settings_from, settings_options
 from personalize.config import settings_table
 
 __all__ = ["main", "cli"]
@@ -39,6 +39,7 @@ def serve(host: str, port: int, workers: int, threads: int, config_file: str | N
     settings = settings_from(config_file, database_url, data_dir)
     from personalize.server import run_server
 
+    _check_port_free(host, port)
     open_database(settings).dispose()  # migrate once, before the workers fork
     # Workers rebuild settings from the environment: pass the flags on through it.
     for key, value in (("PERSONALIZE_CONFIG", config_file), ("PERSONALIZE_DATABASE_URL", database_url), ("PERSONALIZE_DATA_DIR", data_dir)):
@@ -55,6 +56,18 @@ def serve(host: str, port: int, workers: int, threads: int, config_file: str | N
         if learner is not None:
             learner.send_signal(signal.SIGTERM)
             learner.wait(15)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail at once, naming the fix, when the address is taken (gunicorn would retry for seconds)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror}): another server (perhaps another "
+            "'personalize serve') holds it; stop that one or pass --port"
+        ) from None
 
 
 @cli.command()
@@ -79,7 +92,7 @@ def learn(config_file: str | None, database_url: str | None, data_dir: str | Non
 @click.option("--url", help="Ask a running server (e.g. http://127.0.0.1:8080) instead of reading the database.")
 @settings_options
 def status(url: str | None, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
-    """Model version, last learning time and event counts, as JSON."""
+    """Model version, last learning time, event counts and learning settings, as JSON."""
     if url:
         import requests
 
@@ -91,22 +104,11 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
         return
     import time
 
-    database = open_database(settings_from(config_file, database_url, data_dir))
-    with database.read() as session:
+    settings = settings_from(config_file, database_url, data_dir)
+    with open_database(settings).read() as session:
         status = store.status_counts(session, time.time())
-    click.echo(json.dumps(status, indent=2))
-
-
-def _parse_time(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO date/time such as 2026-11-23 or 2026-11-23T10:00:00Z") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+    # servingVersion belongs to a running server's ranker: ask it with --url
+    click.echo(json.dumps({**status, "settings": settings.status_summary()}, indent=2))
 
 
 @cli.group()
@@ -117,8 +119,8 @@ def logs() -> None:
 @logs.command("export")
 @click.option("--format", "fmt", type=click.Choice(["dsjson"]), default="dsjson", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="File to write (default: standard output).")
-@click.option("--since", help="Only events ranked at or after this ISO time.")
-@click.option("--until", help="Only events ranked before this ISO time.")
+@click.option("--since", help="Only events ranked at or after this time (UNIX seconds or ISO date/time).")
+@click.option("--until", help="Only events ranked before this time (UNIX seconds or ISO date/time).")
 @click.option("--all", "include_unlearned", is_flag=True, help="Also events not learned yet (cost from the rewards so far).")
 @settings_options
 def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
@@ -129,7 +131,7 @@ def export_logs(fmt: str, output: Any, since: str | None, until: str | None, inc
     settings = settings_from(config_file, database_url, data_dir)
     count = 0
     with open_database(settings).read() as session:
-        for event in store.iter_events(session, _parse_time(since), _parse_time(until), learned_only=not include_unlearned):
+        for event in store.iter_events(session, parse_time(since), parse_time(until), learned_only=not include_unlearned):
             reward = event.learned_reward if event.learned_reward is not None else settings.default_reward
             output.write(event_line(event, reward) + "\n")
             count += 1

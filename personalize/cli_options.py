@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import click
@@ -9,7 +10,7 @@ import click
 from personalize.config import Settings, SettingsError, load_settings
 from personalize.db import Database
 
-__all__ = ["settings_options", "settings_from", "open_database"]
+__all__ = ["settings_options", "settings_from", "open_database", "parse_time"]
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,3 +34,22 @@ def open_database(settings: Settings) -> Database:
     database = Database.for_settings(settings)
     database.upgrade()
     return database
+
+
+def parse_time(text: str | None) -> float | None:
+    """A --since/--until value: UNIX seconds, or an ISO date/time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither UNIX seconds nor an ISO date/time such as 2026-11-23 or 2026-11-23T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

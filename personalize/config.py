@@ -156,6 +156,14 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes).validate()
 
+    def status_summary(self) -> dict[str, Any]:
+        """The learning settings that the status call and ``personalize status`` report."""
+        return {
+            "learningPolicy": self.learning_policy, "exploration": self.exploration,
+            "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
+            "defaultReward": self.default_reward, "learner": self.learner,
+        }
+
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:

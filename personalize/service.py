@@ -344,12 +344,4 @@ class Service:
         with self.db.read() as session:
             status = store.status_counts(session, self.clock())
         status["model"]["servingVersion"] = self.ranker.version
-        s = self.settings
-        return {
-            **status,
-            "settings": {
-                "learningPolicy": s.learning_policy, "exploration": s.exploration,
-                "rewardWaitTime": s.reward_wait_time, "rewardAggregation": s.reward_aggregation,
-                "defaultReward": s.default_reward, "learner": s.learner,
-            },
-        }
+        return {**status, "settings": self.settings.status_summary()}

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Iterator
 
 import click
 
+from personalize.cli_options import parse_time
 from personalize.hookspecs import hookimpl
 
 __all__ = ["evaluate_command", "register_commands", "store_lines"]
-
-
-def _timestamp(text: str | None) -> float | None:
-    """UNIX seconds, or an ISO date/time (UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither UNIX seconds nor an ISO date like 2026-01-31T12:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def store_lines(config_file: str | None, since: float | None, until: float | None) -> Iterator[str]:
@@ -78,7 +61,7 @@ def evaluate_command(policies: tuple[str, ...], logs: str | None, config_file: s
         with open(logs, encoding="utf-8") as fh:
             events = list(parse_dsjson(fh))
     else:
-        events = list(parse_dsjson(store_lines(config_file, _timestamp(since), _timestamp(until))))
+        events = list(parse_dsjson(store_lines(config_file, parse_time(since), parse_time(until))))
     if not events:
         raise click.ClickException("no learned events with rewards in the selection; nothing to evaluate")
     click.echo(f"{len(events)} logged events", err=True)

@@ -1,0 +1,80 @@
+"""The core command line: status from the store, and the --since/--until times every command takes."""
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from personalize.cli import cli
+from personalize.cli_options import parse_time
+
+ACTIONS = [{"id": a, "features": [{"item": {"kind": a}}]} for a in "abc"]
+
+
+def test_status_reads_the_store_as_the_server_reports_it(make_app: Any, clock: Any) -> None:
+    app = make_app(clock=clock, start=False, exploration=0.1)
+    client, service = app.test_client(), app.extensions["personalize"]
+    for i in range(4):
+        out = client.post("/personalizer/v1.0/rank", json={"contextFeatures": [{"u": {"n": i}}], "actions": ACTIONS}).json
+        if i % 2:
+            client.post(f"/personalizer/v1.0/events/{out['eventId']}/reward", json={"value": 1.0})
+    service.learner.step()
+    served = client.get("/personalizer/v1.0/status").json
+
+    result = CliRunner().invoke(cli, ["status", "--database-url", service.settings.resolved_database_url],
+                                env={"PERSONALIZE_EXPLORATION": "0.1"})
+    assert result.exit_code == 0, result.output
+    stored = json.loads(result.output)
+    assert stored["events"]["ranked"] == served["events"]["ranked"] == 4
+    assert stored["events"]["rewarded"] == served["events"]["rewarded"] == 2
+    assert stored["events"]["learned"] == served["events"]["learned"] == 2
+    assert stored["model"]["version"] == served["model"]["version"] == 1
+    assert stored["settings"] == served["settings"]
+    assert "servingVersion" not in stored["model"]  # a running server's ranker: ask it with --url
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1795403000", 1795403000.0),
+    ("1795403000.5", 1795403000.5),
+    ("2026-11-23", datetime(2026, 11, 23, tzinfo=timezone.utc).timestamp()),
+    ("2026-11-23T10:00:00Z", datetime(2026, 11, 23, 10, tzinfo=timezone.utc).timestamp()),
+    ("2026-11-23T11:00:00+01:00", datetime(2026, 11, 23, 10, tzinfo=timezone.utc).timestamp()),
+])
+def test_times_are_unix_seconds_or_iso(text: str, expected: float) -> None:
+    assert parse_time(text) == expected
+
+
+def test_a_bad_time_is_a_usage_error_that_shows_both_forms() -> None:
+    with pytest.raises(click.BadParameter, match="UNIX seconds nor an ISO date"):
+        parse_time("yesterday")
+
+
+def test_logs_export_filters_by_unix_seconds(make_app: Any, clock: Any, tmp_path: Path) -> None:
+    app = make_app(clock=clock, start=False, reward_wait_time=5)
+    client, service = app.test_client(), app.extensions["personalize"]
+    started = clock()
+    for _ in range(6):
+        out = client.post("/personalizer/v1.0/rank", json={"contextFeatures": [{"u": {"n": 1}}], "actions": ACTIONS}).json
+        client.post(f"/personalizer/v1.0/events/{out['eventId']}/reward", json={"value": 1.0})
+        clock.advance(10.0)
+    service.learner.step()
+
+    out_file = tmp_path / "late.dsjson"
+    result = CliRunner().invoke(cli, ["logs", "export", "-o", str(out_file), "--since", str(started + 30),
+                                      "--database-url", service.settings.resolved_database_url])
+    assert result.exit_code == 0, result.output
+    assert len(out_file.read_text().splitlines()) == 3  # ranked at +30, +40, +50
+
+
+def test_serve_refuses_a_taken_port_at_once_with_the_fix(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output

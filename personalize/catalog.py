@@ -28,7 +28,7 @@ from personalize.models import Interaction, Item
 
 __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
-    "parse_item", "parse_interaction", "validate_rows",
+    "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
 ]
 
@@ -104,19 +104,24 @@ def _number(value: Any, field: str) -> float:
     return float(value)
 
 
+def parse_time(text: str) -> float:
+    """UNIX seconds, or an ISO 8601 date/time (UTC unless it says otherwise); ValueError otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
 def _time(value: Any, field: str) -> float:
     if isinstance(value, str):
         try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parse_time(value)
         except ValueError:
             raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
     return _number(value, field)
 
 

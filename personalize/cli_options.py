@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import click
 
+from personalize import catalog
 from personalize.config import Settings, SettingsError, load_settings
 from personalize.db import Database
 
@@ -41,15 +41,8 @@ def parse_time(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return catalog.parse_time(text)
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is neither UNIX seconds nor an ISO date/time such as 2026-11-23 or 2026-11-23T10:00:00Z"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()

@@ -32,6 +32,10 @@ def create_app(
     """Build the app: one Service (database, ranker, learner) bound as ``app.extensions['personalize']``."""
     settings = settings or load_settings()
     app = Flask("personalize")
+    # Event ids may contain "/", even first or twice in a row: they must reach the handler as
+    # they are, never be merged and redirected to another event's URL.
+    app.url_map.merge_slashes = False
+    app.url_map.converters["event_id"] = events.EventIdConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = OrjsonProvider(app)
     service = Service(settings, clock=clock)

@@ -25,7 +25,7 @@ import orjson
 from personalize.api.errors import ApiError
 
 __all__ = ["FeatureError", "merge_feature_list", "feature_namespaces", "build_context", "ACTION_ID_NAMESPACE",
-           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH"]
+           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH", "MAX_MAGNITUDE"]
 
 #: Namespace holding each action's id as a categorical feature, so per-action effects can be
 #: learned even when actions carry few features. Reserved: clients may not use it.
@@ -39,6 +39,11 @@ ACTION_INDEX = "a"
 MAX_DEPTH = 8
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
+#: Largest numeric feature magnitude. VW learns in float32 and squares (crossed) feature values
+#: in its update: measured with the default policy, a value of 1e19 (or two crossed values of
+#: 1e10) turns weights into NaN/inf for good, and crosses of two 1e9 values do so over 20,000
+#: events. Larger values are refused with a hint to rescale, never learned into a broken model.
+MAX_MAGNITUDE = 1e9
 
 
 class FeatureError(ApiError):
@@ -54,6 +59,8 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise FeatureError(f"{path} must be a finite number, not {value!r}.", path)
+        if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            raise FeatureError(_too_large(path, value), path)
         return value
     if isinstance(value, dict):
         return _clean_object(value, path, depth + 1)
@@ -66,6 +73,8 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
             for i, v in enumerate(value):
                 if not math.isfinite(v):
                     raise FeatureError(f"{path}[{i}] must be a finite number, not {v!r}.", f"{path}[{i}]")
+                if not -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:
+                    raise FeatureError(_too_large(f"{path}[{i}]", v), f"{path}[{i}]")
             return value
         if all(isinstance(v, dict) for v in value):
             return [_clean_object(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
@@ -73,6 +82,11 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
             f"{path} mixes types; an array feature must hold only numbers, only strings or only objects.", path
         )
     raise FeatureError(f"{path} has unsupported type {type(value).__name__}.", path)
+
+
+def _too_large(path: str, value: float) -> str:
+    return (f"{path} = {value!r} is beyond +-{MAX_MAGNITUDE:g}: VW learns in float32 and values this large "
+            "overflow it; rescale the feature (e.g. hours since a start time instead of UNIX seconds, or its log).")
 
 
 def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
@@ -97,10 +111,10 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
         if kind is str:
             if len(value) <= MAX_STRING_LENGTH:
                 continue
-        elif kind is int or kind is bool or value is None:
+        elif kind is bool or value is None:
             continue
-        elif kind is float:
-            if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+        elif kind is int or kind is float:
+            if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # false for nan
                 continue
         elif kind is dict:
             cleaned = _clean_object(value, f"{path}.{key}", depth + 1)
@@ -204,10 +218,10 @@ def _flat(obj: dict[str, Any]) -> bool:
         if kind is str:
             if len(value) > MAX_STRING_LENGTH:
                 return False
-        elif kind is float:
-            if value - value != 0.0:  # nan or inf
+        elif kind is float or kind is int:
+            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also nan
                 return False
-        elif kind is not int and kind is not bool and value is not None:
+        elif kind is not bool and value is not None:
             return False
     return True
 

@@ -47,6 +47,21 @@ class RankRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Rank body fields: Personalizer's, plus userId/numCandidates/generators for generated candidates.
+RANK_FIELDS = ("contextFeatures", "actions", "excludedActions", "eventId", "deferActivation", "userId", "numCandidates", "generators")
+ACTION_FIELDS = ("id", "features")
+REWARD_FIELDS = ("value",)
+
+
+def _refuse_unknown_fields(obj: dict[str, Any], accepted: tuple[str, ...], path: str, what: str) -> None:
+    """A misspelled field is an error, never silently ignored (a lost contextFeatures loses the context)."""
+    for key in obj:
+        if key not in accepted:
+            target = f"{path}.{key}" if path else key
+            raise ApiError(400, "UnknownField", f"{target} is not a field of {what}; check the spelling (accepted: "
+                           f"{', '.join(accepted)}).", target)
+
+
 def _check_id(value: Any, target: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ApiError(400, "BadRequest", f"{target} must be a non-empty string ({what}).", target)
@@ -64,8 +79,17 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
     """
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "The request body must be a JSON object with contextFeatures and actions.")
+    _refuse_unknown_fields(body, RANK_FIELDS, "", "a Rank request")
     event_id = body.get("eventId")
-    event_id = uuid.uuid4().hex if event_id in (None, "") else _check_id(event_id, "eventId", "a unique id for this decision")
+    if event_id is None:
+        event_id = uuid.uuid4().hex
+    else:
+        if event_id == "":
+            raise ApiError(400, "BadRequest", "eventId is empty; send a unique id, or leave eventId out to have one generated.", "eventId")
+        event_id = _check_id(event_id, "eventId", "a unique id for this decision")
+        if any(segment in (".", "..") for segment in event_id.split("/")):
+            raise ApiError(400, "BadRequest", f"eventId {event_id!r} has a '.' or '..' path segment, which HTTP clients "
+                           "rewrite in the reward URL (/events/{eventId}/reward); use another id.", "eventId")
     defer = body.get("deferActivation", False)
     if defer is None:
         defer = False
@@ -100,6 +124,7 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
         for i, action in enumerate(raw_actions):
             if not isinstance(action, dict):
                 raise ApiError(400, "BadRequest", f"actions[{i}] must be an object with id and features.", f"actions[{i}]")
+            _refuse_unknown_fields(action, ACTION_FIELDS, f"actions[{i}]", "an action")
             action_id = action.get("id")
             if not (type(action_id) is str and 0 < len(action_id) <= MAX_ID_LENGTH and action_id.isprintable()):
                 action_id = _check_id(action_id, f"actions[{i}].id", "unique within this request")  # raises the exact error
@@ -108,7 +133,13 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
             seen.add(action_id)
             actions.append((action_id, feature_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX)))
 
-    raw_excluded = body.get("excludedActions") or []
+    for key in ("numCandidates", "generators"):
+        if raw_actions is not None and key in body:
+            raise ApiError(400, "BadRequest", f"{key} applies to Rank by userId without actions (generated candidates); "
+                           f"send actions or {key}, not both.", key)
+    raw_excluded = body.get("excludedActions")
+    if raw_excluded is None:
+        raw_excluded = []
     if not isinstance(raw_excluded, list):
         raise ApiError(400, "BadRequest", "excludedActions must be an array of action ids.", "excludedActions")
     excluded: list[str] = []
@@ -134,6 +165,7 @@ def _generator_names(value: Any) -> list[str] | None:
 def parse_reward_value(body: Any, settings: Settings) -> float:
     if not isinstance(body, dict) or "value" not in body:
         raise ApiError(400, "BadRequest", 'The reward body must be a JSON object like {"value": 1.0}.', "value")
+    _refuse_unknown_fields(body, REWARD_FIELDS, "", 'a reward (send {"value": 1.0})')
     value = body["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(400, "InvalidRewardValue", f"value must be a number, not {type(value).__name__}.", "value")

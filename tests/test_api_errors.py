@@ -37,6 +37,20 @@ def assert_error(response: Any, status: int, target: str | None = None) -> dict[
         ({"actions": ACTIONS, "deferActivation": "yes"}, "deferActivation"),
         ({"actions": ACTIONS, "eventId": "x" * 300}, "eventId"),
         ({"actions": [{"id": str(i)} for i in range(51)]}, "actions"),
+        ({"actions": ACTIONS, "contextFeature": [{"u": {"a": 1}}]}, "contextFeature"),  # misspelled: never ignored
+        ({"actions": [{"id": "a", "feature": [{"x": {"v": 1}}]}]}, "actions[0].feature"),
+        ({"actions": ACTIONS, "numCandidates": 5}, "numCandidates"),  # only for generated candidates
+        ({"actions": ACTIONS, "generators": ["popular"]}, "generators"),
+        ({"actions": ACTIONS, "excludedActions": {}}, "excludedActions"),
+        ({"actions": ACTIONS, "excludedActions": ""}, "excludedActions"),
+        ({"actions": ACTIONS, "excludedActions": 0}, "excludedActions"),
+        ({"actions": ACTIONS, "eventId": ""}, "eventId"),
+        ({"actions": ACTIONS, "eventId": ".."}, "eventId"),  # clients rewrite dot segments in URLs
+        ({"actions": ACTIONS, "eventId": "a/./b"}, "eventId"),
+        # beyond MAX_MAGNITUDE VW's float32 updates overflow into a NaN model
+        ({"actions": ACTIONS, "contextFeatures": [{"u": {"x": 1e20}}]}, "contextFeatures[0].u.x"),
+        ({"actions": ACTIONS, "contextFeatures": [{"x": -2**62}]}, "contextFeatures[0].x"),
+        ({"actions": [{"id": "a", "features": [{"p": [1, 3e9]}]}]}, "actions[0].features[0].p[1]"),
     ],
 )
 def test_bad_rank_requests(client: Any, body: dict[str, Any], target: str) -> None:
@@ -102,3 +116,49 @@ def test_generated_junk_never_causes_a_500(make_app: Any, body: Any, raw: bytes)
         assert response.status_code < 500, response.data
         if response.status_code >= 400:
             assert response.json["error"]["message"]
+
+
+def test_reward_body_with_unknown_fields_is_refused(client: Any) -> None:
+    event_id = client.post(RANK, json={"actions": ACTIONS}).json["eventId"]
+    url = f"/personalizer/v1.0/events/{event_id}/reward"
+    assert_error(client.post(url, json={"value": 0.5, "vaule": 1}), 400, "vaule")
+    assert client.post(url, json={"value": 0.5}).status_code == 204
+
+
+def test_excluded_actions_null_means_none(client: Any) -> None:
+    assert client.post(RANK, json={"actions": ACTIONS, "excludedActions": None}).status_code == 201
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut(make_app: Any) -> None:
+    """Without Content-Length the body is read up to the limit; what follows must not be dropped."""
+    import io
+
+    limit = 1000
+    client = make_app(max_body_bytes=limit).test_client()
+    valid = json.dumps({"actions": [{"id": "a"}], "eventId": "e" * 10}).encode()
+    padded = valid + b" " * (limit - len(valid))  # exactly the limit: accepted
+    for body, status in ((padded, 201), (padded + b"TRAILING GARBAGE", 413)):
+        response = client.post(RANK, input_stream=io.BytesIO(body), content_type="application/json",
+                               headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+        assert response.status_code == status, response.data
+        if status == 413:
+            assert_error(response, 413)
+        else:
+            client.post(f"/personalizer/v1.0/events/{'e' * 10}/reward", json={"value": 1})
+
+
+def test_the_largest_accepted_feature_values_learn_into_a_finite_model(make_app: Any) -> None:
+    import numpy as np
+    import vowpal_wabbit_next as vw
+
+    from personalize.features import MAX_MAGNITUDE
+
+    app = make_app(start=False)
+    client, service = app.test_client(), app.extensions["personalize"]
+    for i in range(200):
+        body = {"contextFeatures": [{"u": {"x": MAX_MAGNITUDE * (i % 3 - 1)}}], "actions": ACTIONS}
+        event_id = client.post(RANK, json=body).json["eventId"]
+        assert client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1.0 if i % 2 else -1.0}).status_code == 204
+    service.learner.step()
+    model = vw.Workspace(["--quiet"], model_data=service.learner._model.serialize())
+    assert np.isfinite(model.weights()).all()

@@ -100,6 +100,19 @@ def test_event_ids_with_slashes(make_app: Any, clock: Any) -> None:
     assert service.learner.step() == 1
 
 
+def test_a_reward_reaches_the_event_whose_id_has_leading_or_double_slashes(make_app: Any, clock: Any) -> None:
+    """'/x', 'x' and 'a//b' are three events: no slash merging sends one's reward to another."""
+    client, service = setup(make_app, clock)
+    for event_id in ("/x", "x", "a//b", "a/b"):
+        rank(client, event_id)
+    assert client.post("/personalizer/v1.0/events//x/reward", json={"value": 1}).status_code == 204
+    assert client.post("/personalizer/v1.0/events/a//b/reward", json={"value": 0.5}).status_code == 204
+    clock.advance(1)
+    service.learner.step()
+    assert learned(service, "/x")[1] == 1 and learned(service, "a//b")[1] == 0.5
+    assert learned(service, "x") == (None, None) and learned(service, "a/b") == (None, None)
+
+
 def test_reward_during_a_learner_step_is_learned_not_lost(make_app: Any, clock: Any, database_url: str, monkeypatch: Any) -> None:
     """The learner reads ready events without locking them; a counted reward that lands before it
     publishes makes it discard the step and relearn the event with that reward."""

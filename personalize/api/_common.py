@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from personalize.api.errors import ApiError
 from personalize.service import Service
@@ -18,7 +19,14 @@ def service() -> Service:
 
 def json_body(required: bool = True) -> Any:
     """The request's JSON body; malformed JSON, NaN/Infinity or a wrong type is a 400."""
-    return decode_body(request.get_data(cache=False), required)
+    raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and len(raw) >= limit and request.content_length is None:
+        # A body without Content-Length (chunked) is read only up to the limit; one more byte
+        # means it was longer: a 413, never a body cut at the limit and parsed as if whole.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return decode_body(raw, required)
 
 
 def decode_body(raw: bytes, required: bool = True) -> Any:

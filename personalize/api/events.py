@@ -1,19 +1,27 @@
-"""Reward and Activate for a ranked event. Event ids may contain '/', hence the path converter."""
+"""Reward and Activate for a ranked event. Event ids may contain '/', hence their own converter."""
 
 from flask import Blueprint
+from werkzeug.routing import PathConverter
 
 from personalize.api._common import json_body, service
 
 bp = Blueprint("events", __name__, url_prefix="/personalizer/v1.0")
 
 
-@bp.post("/events/<path:event_id>/reward")
+class EventIdConverter(PathConverter):
+    """Any non-empty id, slashes anywhere included (Werkzeug's path converter refuses a leading one)."""
+
+    regex = ".+?"
+    part_isolating = False  # the regex spans '/'; Werkzeug would otherwise match it within one segment
+
+
+@bp.post("/events/<event_id:event_id>/reward")
 def reward(event_id: str):  # type: ignore[no-untyped-def]
     service().reward(event_id, json_body())
     return "", 204
 
 
-@bp.post("/events/<path:event_id>/activate")
+@bp.post("/events/<event_id:event_id>/activate")
 def activate(event_id: str):  # type: ignore[no-untyped-def]
     service().activate(event_id)
     return "", 204

@@ -6,7 +6,11 @@ import or an API call is one transaction: it is applied completely or not at all
 Row fields use the API's camelCase names everywhere (API bodies, JSON lines, mapped CSV
 columns): items have ``id``, ``features``, ``createdAt``, ``active``; interactions have
 ``userId``, ``itemId``, ``type``, ``value``, ``timestamp``, ``eventId``. Times are UNIX seconds
-or ISO 8601 strings.
+or ISO 8601 strings, from year 1 to 9999 UTC (what ``datetime`` and the API's ISO answers can
+show). Ids follow Rank's rules (non-empty, at most ``MAX_ID_LENGTH`` printable characters) and
+are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
+``/`` (they are a segment of ``/catalog/items/{id}``). Interaction values are finite and at
+most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle.
 """
 
 from __future__ import annotations
@@ -24,18 +28,32 @@ from scipy import sparse
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from personalize.features import MAX_MAGNITUDE
 from personalize.models import Interaction, Item
 
 __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
+    "MAX_ID_LENGTH", "MAX_FEATURE_MAGNITUDE", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME",
 ]
 
 MAX_ID_LENGTH = 256
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
+#: Largest |number| of a feature: features reach VW (namespace ``item`` of generated candidates),
+#: which refuses larger ones; an item stored with a larger number would fail every Rank proposing it.
+MAX_FEATURE_MAGNITUDE = MAX_MAGNITUDE
+#: Largest |value| of an interaction: summed per (user, item) and squared in float32 by the generators
+#: (ALS fails with NaN factors around 1e20); ratings, counts and amounts fit far below it.
+MAX_INTERACTION_VALUE = 1e6
+#: Times the API can store and show back: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UNIX seconds.
+MIN_TIME = -62135596800.0
+MAX_TIME = 253402300799.0
 ITEM_FIELDS = ("id", "features", "createdAt", "active")
+#: Item row keys that look like a misspelled field rather than a feature (compared without case, "_" or "-").
+_ITEM_LOOKALIKES = {"id": "id", "features": "features", "feature": "features", "createdat": "createdAt",
+                    "active": "active", "updatedat": "updatedAt"}
 INTERACTION_FIELDS = ("userId", "itemId", "type", "value", "timestamp", "eventId")
 _CHUNK = 500
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -82,47 +100,85 @@ class InteractionIn:
     event_id: str | None = None
 
 
-def _identifier(row: Mapping[str, Any], key: str) -> str:
+def _identifier(row: Mapping[str, Any], key: str, what: str) -> str:
+    """An id, by the rules Rank applies to ids (``personalize.service._check_id``, mirrored here:
+    importing the service would be an import cycle), and never trimmed."""
     value = row.get(key)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
         value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRow(key, f"{key} is required and must be a non-empty string")
+    if not isinstance(value, str) or not value:
+        raise InvalidRow(key, f"{key} is required and must be a non-empty string ({what})")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidRow(key, f"{key} is longer than {MAX_ID_LENGTH} characters")
-    return value.strip()
+        raise InvalidRow(key, f"{key} is longer than {MAX_ID_LENGTH} characters; use a shorter id")
+    if not value.isprintable():
+        raise InvalidRow(key, f"{key} {value!r} contains control or unprintable characters; use printable characters only")
+    if value != value.strip():
+        raise InvalidRow(key, f"{key} {value!r} has leading or trailing whitespace; remove it (ids are matched exactly, never trimmed)")
+    return value
 
 
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidRow(field, f"{field} must be a number, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRow(field, f"{field} must be a finite number, not {value!r}")
-    return float(value)
+def _number(value: Any, field: str, bound: str = "") -> float:
+    """A finite number (from a number or a numeric string); ``bound`` is added to the error message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {value!r}")
+    try:
+        number = float(value)  # an int beyond float range raises OverflowError
+    except ValueError:
+        raise InvalidRow(field, f"{field} must be a number{bound}, not {value!r}") from None
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {value!r}")
+    return number
+
+
+class _TimeOutOfRange(ValueError):
+    """A time that parses but is not finite or outside years 1..9999 UTC."""
+
+
+def _check_seconds(seconds: float) -> float:
+    """``seconds`` if it is a finite UNIX time that ``datetime`` (hence the API's ISO answers) can show."""
+    if not math.isfinite(seconds) or not MIN_TIME <= seconds <= MAX_TIME:
+        raise _TimeOutOfRange(f"{seconds!r} is not a time from 0001-01-01 to 9999-12-31 UTC")
+    return seconds
 
 
 def parse_time(text: str) -> float:
-    """UNIX seconds, or an ISO 8601 date/time (UTC unless it says otherwise); ValueError otherwise."""
+    """UNIX seconds, or an ISO 8601 date/time (UTC unless it says otherwise); ValueError otherwise.
+
+    Non-finite values ("nan", "inf") and times outside years 1..9999 UTC are a ValueError too.
+    """
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        try:
+            seconds = parsed.timestamp()
+        except (OverflowError, OSError):  # pragma: no cover - platform dependent
+            raise _TimeOutOfRange(f"{text!r} is not a time from 0001-01-01 to 9999-12-31 UTC") from None
+    except OverflowError:  # float() of a huge int
+        raise _TimeOutOfRange(f"{text!r} is not a time from 0001-01-01 to 9999-12-31 UTC") from None
+    return _check_seconds(seconds)
 
 
 def _time(value: Any, field: str) -> float:
+    out_of_range = (f"{field} must be a finite time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
+                    f"(UNIX seconds {MIN_TIME:.0f} to {MAX_TIME:.0f}), not {value!r}")
     if isinstance(value, str):
         try:
             return parse_time(value)
+        except _TimeOutOfRange:
+            raise InvalidRow(field, out_of_range) from None
         except ValueError:
             raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}") from None
-    return _number(value, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}")
+    try:
+        return _check_seconds(float(value))
+    except (_TimeOutOfRange, OverflowError):
+        raise InvalidRow(field, out_of_range) from None
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -133,6 +189,11 @@ def _bool(value: Any, field: str) -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     raise InvalidRow(field, f"{field} must be true or false, not {value!r}")
+
+
+def _feature_number(value: Any) -> bool:
+    """A number VW can learn from: finite and within +-MAX_FEATURE_MAGNITUDE (False for nan, inf, huge ints)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_FEATURE_MAGNITUDE <= value <= MAX_FEATURE_MAGNITUDE
 
 
 def _feature(key: Any, value: Any) -> Any:
@@ -146,22 +207,43 @@ def _feature(key: Any, value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        return _number(value, field) if isinstance(value, float) else value
+        if not _feature_number(value):
+            raise InvalidRow(field, f"{field} must be a finite number within +-{MAX_FEATURE_MAGNITUDE:g}, not {value!r}; "
+                                    "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
+        return value
     if isinstance(value, list):
         if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH for v in value):
             return value
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        if all(_feature_number(v) for v in value):
             return value
-        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers")
+        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers within +-{MAX_FEATURE_MAGNITUDE:g}")
     raise InvalidRow(field, f"{field} must be a string, number, boolean or list; flatten nested objects")
 
 
 def parse_item(row: Mapping[str, Any]) -> ItemIn:
-    """Validate one item row; keys other than id/features/createdAt/active become features."""
-    item_id = _identifier(row, "id")
+    """Validate one item row; keys other than id/features/createdAt/active become features.
+
+    A key that looks like a misspelled field (``created_at``, ``Active``, ``updatedAt``, ...) is an
+    error rather than a feature, and so is a key given both in the row and in ``features``.
+    """
+    item_id = _identifier(row, "id", "the item's id")
+    if "/" in item_id:
+        raise InvalidRow("id", f"id {item_id!r} contains '/'; item ids appear in URL paths (/catalog/items/{{id}}), "
+                               "so use another character")
     features = row.get("features") or {}
     if not isinstance(features, dict):
         raise InvalidRow("features", "features must be a JSON object of feature name to value")
+    for key in row:
+        if key in ITEM_FIELDS or not isinstance(key, str):
+            continue
+        meant = _ITEM_LOOKALIKES.get(key.lower().replace("_", "").replace("-", ""))
+        if meant == "updatedAt":
+            raise InvalidRow(key, f"{key} is set by the service, not sent; drop it (or put it inside features if it is a feature)")
+        if meant is not None:
+            raise InvalidRow(key, f"{key} looks like a misspelled {meant}; item fields are {', '.join(ITEM_FIELDS)} "
+                                  "(put it inside features if it is a feature)")
+        if key in features:
+            raise InvalidRow(key, f"{key} is both a field of the row and a key of features; send it once")
     merged = {**features, **{k: v for k, v in row.items() if k not in ITEM_FIELDS and v not in (None, "")}}
     clean = {key: _feature(key, value) for key, value in merged.items()}
     created = row.get("createdAt")
@@ -179,19 +261,26 @@ def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: f
     unknown = sorted(set(row) - set(INTERACTION_FIELDS))
     if unknown:
         raise InvalidRow(unknown[0], f"unknown field {unknown[0]!r}; interactions have {', '.join(INTERACTION_FIELDS)}")
+    user_id = _identifier(row, "userId", "the user who interacted, as sent to Rank")
+    item_id = _identifier(row, "itemId", "the catalog item's id")
     kind = row.get("type") or default_type
-    if not isinstance(kind, str) or len(kind) > 64:
-        raise InvalidRow("type", "type must be a string of at most 64 characters, e.g. view, click, rating, purchase")
+    if not isinstance(kind, str) or len(kind) > 64 or not kind.isprintable():
+        raise InvalidRow("type", "type must be a string of at most 64 printable characters, e.g. view, click, rating, purchase")
     value = row.get("value")
+    bound = f" with |value| <= {MAX_INTERACTION_VALUE:.0e} (1,000,000)"
+    number = 1.0 if value in (None, "") else _number(value, "value", bound)
+    if abs(number) > MAX_INTERACTION_VALUE:
+        raise InvalidRow("value", f"value must be a number{bound}, not {value!r}; scale the values down "
+                                  "(e.g. to a rating or a count)")
     timestamp = row.get("timestamp")
     event_id = row.get("eventId")
     return InteractionIn(
-        user_id=_identifier(row, "userId"),
-        item_id=_identifier(row, "itemId"),
+        user_id=user_id,
+        item_id=item_id,
         type=kind,
-        value=1.0 if value in (None, "") else _number(value, "value"),
+        value=number,
         timestamp=(time.time() if now is None else now) if timestamp in (None, "") else _time(timestamp, "timestamp"),
-        event_id=None if event_id in (None, "") else _identifier(row, "eventId"),
+        event_id=None if event_id in (None, "") else _identifier(row, "eventId", "the Rank event it came from"),
     )
 
 

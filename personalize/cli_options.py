@@ -44,5 +44,6 @@ def parse_time(text: str | None) -> float | None:
         return catalog.parse_time(text)
     except ValueError:
         raise click.BadParameter(
-            f"{text!r} is neither UNIX seconds nor an ISO date/time such as 2026-11-23 or 2026-11-23T10:00:00Z"
+            f"{text!r} is not UNIX seconds or an ISO date/time from year 1 to 9999, such as 2026-11-23 or "
+            "2026-11-23T10:00:00Z"
         ) from None

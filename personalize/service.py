@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from personalize import store
-from personalize.api.errors import ApiError
+from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
@@ -53,15 +53,6 @@ ACTION_FIELDS = ("id", "features")
 REWARD_FIELDS = ("value",)
 
 
-def _refuse_unknown_fields(obj: dict[str, Any], accepted: tuple[str, ...], path: str, what: str) -> None:
-    """A misspelled field is an error, never silently ignored (a lost contextFeatures loses the context)."""
-    for key in obj:
-        if key not in accepted:
-            target = f"{path}.{key}" if path else key
-            raise ApiError(400, "UnknownField", f"{target} is not a field of {what}; check the spelling (accepted: "
-                           f"{', '.join(accepted)}).", target)
-
-
 def _check_id(value: Any, target: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ApiError(400, "BadRequest", f"{target} must be a non-empty string ({what}).", target)
@@ -79,7 +70,7 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
     """
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "The request body must be a JSON object with contextFeatures and actions.")
-    _refuse_unknown_fields(body, RANK_FIELDS, "", "a Rank request")
+    refuse_unknown_fields(body, RANK_FIELDS, "a Rank request")
     event_id = body.get("eventId")
     if event_id is None:
         event_id = uuid.uuid4().hex
@@ -124,7 +115,7 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
         for i, action in enumerate(raw_actions):
             if not isinstance(action, dict):
                 raise ApiError(400, "BadRequest", f"actions[{i}] must be an object with id and features.", f"actions[{i}]")
-            _refuse_unknown_fields(action, ACTION_FIELDS, f"actions[{i}]", "an action")
+            refuse_unknown_fields(action, ACTION_FIELDS, "an action", f"actions[{i}]")
             action_id = action.get("id")
             if not (type(action_id) is str and 0 < len(action_id) <= MAX_ID_LENGTH and action_id.isprintable()):
                 action_id = _check_id(action_id, f"actions[{i}].id", "unique within this request")  # raises the exact error
@@ -165,7 +156,7 @@ def _generator_names(value: Any) -> list[str] | None:
 def parse_reward_value(body: Any, settings: Settings) -> float:
     if not isinstance(body, dict) or "value" not in body:
         raise ApiError(400, "BadRequest", 'The reward body must be a JSON object like {"value": 1.0}.', "value")
-    _refuse_unknown_fields(body, REWARD_FIELDS, "", 'a reward (send {"value": 1.0})')
+    refuse_unknown_fields(body, REWARD_FIELDS, 'a reward (send {"value": 1.0})')
     value = body["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(400, "InvalidRewardValue", f"value must be a number, not {type(value).__name__}.", "value")

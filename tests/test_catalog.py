@@ -7,19 +7,25 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
+import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from personalize import catalog
 from personalize.api import catalog as catalog_api
-from personalize.api.errors import register_error_handlers
+from personalize.api.errors import ApiError, register_error_handlers
 from personalize.catalog import (
-    InvalidRow, ItemIn, add_interactions, deactivate_item, get_item, load_training_data, parse_interaction,
+    InvalidRow, ItemIn, TrainingData, add_interactions, deactivate_item, get_item, load_training_data, parse_interaction,
     parse_item, upsert_items,
 )
 from personalize.cli import cli
+from personalize.cli_options import parse_time as cli_parse_time
+from personalize.features import ACTION_INDEX, feature_namespaces
+from personalize.service import _check_id
 from personalize.db import make_engine, make_sessionmaker, upgrade_schema
 from personalize.models import Interaction, Item
 
@@ -154,3 +160,167 @@ def test_import_reports_bad_rows_with_line_numbers(tmp_path: Path, database_url:
     assert "interactions: loaded 1, rejected 2" in result.output
     with sessions() as session:
         assert sorted(session.scalars(select(Item.id))) == ["a", "e"]
+
+
+# Regression tests for input the catalog once stored wrongly or answered with a 500 (adversarial probe).
+
+ITEMS = "/personalizer/v1.0/catalog/items"
+INTERACTIONS = "/personalizer/v1.0/interactions"
+
+
+def _count(sessions: sessionmaker[Session], model: Any) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_ids_with_surrounding_whitespace_are_rejected_never_trimmed(client: Any, sessions: sessionmaker[Session]) -> None:
+    put = client.put(f"{ITEMS}/%20sp%20", json={"features": {"a": 1}})
+    assert put.status_code == 400 and put.json["error"]["target"] == "id"
+    assert "whitespace" in put.json["error"]["message"]
+    assert client.get(f"{ITEMS}/sp").status_code == 404
+    bulk = client.post(ITEMS, json={"items": [{"id": "ok"}, {"id": " b"}]})
+    assert bulk.status_code == 400 and "items[1].id" in bulk.json["error"]["message"]
+    rows = [{"userId": " u1", "itemId": "ok"}, {"userId": "u1", "itemId": "ok "}]
+    inter = client.post(INTERACTIONS, json={"interactions": rows})
+    assert inter.status_code == 400
+    assert "interactions[0].userId" in inter.json["error"]["message"] and "interactions[1].itemId" in inter.json["error"]["message"]
+    assert _count(sessions, Item) == 0 and _count(sessions, Interaction) == 0
+
+
+@pytest.mark.parametrize("bad", [1e308, 1e20, -1e20, "1e400", "inf", "-Infinity", "nan", "1e20", 253402300800,
+                                 "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_times_must_be_finite_and_within_years_1_to_9999(client: Any, sessions: sessionmaker[Session], bad: Any) -> None:
+    put = client.put(f"{ITEMS}/m19", json={"createdAt": bad})
+    assert put.status_code == 400 and put.json["error"]["target"] == "createdAt", put.json
+    assert "0001-01-01" in put.json["error"]["message"] and "9999-12-31" in put.json["error"]["message"]
+    assert client.get(f"{ITEMS}/m19").status_code == 404
+    bulk = client.post(ITEMS, json={"items": [{"id": "m20", "createdAt": bad}]})
+    assert bulk.status_code == 400 and "items[0].createdAt" in bulk.json["error"]["message"]
+    inter = client.post(INTERACTIONS, json={"interactions": [{"userId": "u1", "itemId": "m19", "timestamp": bad}]})
+    assert inter.status_code == 400 and "interactions[0].timestamp" in inter.json["error"]["message"]
+    assert _count(sessions, Item) == 0 and _count(sessions, Interaction) == 0
+
+
+def test_the_extreme_representable_times_are_stored_and_read_back(client: Any) -> None:
+    assert client.put(f"{ITEMS}/old", json={"createdAt": catalog.MIN_TIME}).status_code == 201
+    assert client.put(f"{ITEMS}/new", json={"createdAt": "9999-12-31T23:59:59Z"}).status_code == 201
+    assert client.get(f"{ITEMS}/old").json["createdAt"] == "0001-01-01T00:00:00Z"
+    assert client.get(f"{ITEMS}/new").json["createdAt"] == "9999-12-31T23:59:59Z"
+
+
+def test_parse_time_rejects_non_finite_and_out_of_range_times() -> None:
+    assert catalog.parse_time("0001-01-01T00:00:00Z") == catalog.MIN_TIME
+    assert catalog.parse_time(str(catalog.MAX_TIME)) == catalog.MAX_TIME
+    for text in ["nan", "inf", "-inf", "1e400", "1e20", "-1e20", "253402300800", "0001-01-01T00:00:00+00:01", "yesterday"]:
+        with pytest.raises(ValueError):
+            catalog.parse_time(text)
+    with pytest.raises(click.BadParameter):  # the CLI's --since/--until reuse it
+        cli_parse_time("1e400")
+    for value in [1e20, float("nan"), 10**400, True]:  # numbers from JSON lines, not only strings
+        with pytest.raises(InvalidRow) as info:
+            parse_interaction({"userId": "u", "itemId": "i", "timestamp": value})
+        assert info.value.field == "timestamp"
+
+
+@pytest.mark.parametrize("value", [1e39, -1e7, "1e400", 1_000_001, 10**400])
+def test_interaction_values_are_bounded(client: Any, sessions: sessionmaker[Session], value: Any) -> None:
+    with pytest.raises(InvalidRow) as info:
+        parse_interaction({"userId": "u1", "itemId": "i3", "value": value})
+    assert info.value.field == "value"
+    if value != 10**400:  # the HTTP body parser refuses such integers itself
+        bad = client.post(INTERACTIONS, json={"interactions": [{"userId": "u1", "itemId": "i3", "value": value}]})
+        assert bad.status_code == 400 and "interactions[0].value" in bad.json["error"]["message"]
+        assert "1e+06" in bad.json["error"]["message"]
+    good = [{"userId": "u1", "itemId": "i3", "value": catalog.MAX_INTERACTION_VALUE},
+            {"userId": "u1", "itemId": "i4", "value": -catalog.MAX_INTERACTION_VALUE}]
+    assert client.post(INTERACTIONS, json={"interactions": good}).status_code == 201
+    assert _count(sessions, Interaction) == 2
+
+
+def test_als_trains_on_values_at_the_bound() -> None:
+    from plugins.als import AlsGenerator  # noqa: PLC0415 - the generator whose float32 maths set the bound
+
+    items = [(f"i{k}", {}, 0.0, True) for k in range(20)]
+    rows = [(f"u{u}", f"i{(u * 7 + k) % 20}", 1.0, float(k)) for u in range(10) for k in range(5)]
+    rows += [("u1", "i3", catalog.MAX_INTERACTION_VALUE, 9.0)] * 50 + [("u2", "i4", -catalog.MAX_INTERACTION_VALUE, 9.0)]
+    generator = AlsGenerator()
+    generator.fit(TrainingData.build(items, rows))
+    assert generator.user_factors is not None and np.isfinite(generator.user_factors).all()
+    assert np.isfinite(generator.item_factors).all()
+
+
+def test_item_ids_cannot_contain_a_slash(client: Any, sessions: sessionmaker[Session]) -> None:
+    bad = client.post(ITEMS, json={"items": [{"id": "s/lash"}]})
+    assert bad.status_code == 400 and "items[0].id" in bad.json["error"]["message"] and "URL" in bad.json["error"]["message"]
+    assert _count(sessions, Item) == 0
+
+
+def test_an_id_sent_twice_in_one_bulk_call_is_a_bad_row(client: Any, sessions: sessionmaker[Session]) -> None:
+    bad = client.post(ITEMS, json={"items": [{"id": "b1", "features": {"v": 1}}, {"id": "b0"}, {"id": "b1", "features": {"v": 2}}]})
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "InvalidRows"
+    assert bad.json["error"]["target"] == "items[2]"
+    assert "items[2].id" in bad.json["error"]["message"] and "'b1'" in bad.json["error"]["message"]
+    assert "items[0]" in bad.json["error"]["message"]
+    assert _count(sessions, Item) == 0
+
+
+SAMPLE_IDS = ["u1", "", "u\x00", "u\n", "tab\there", "\u200b", "x" * 256, "x" * 257, " u", "u ", "héllo wörld", "a/b", 7, None, True, ["u"]]
+
+
+def test_interaction_ids_follow_ranks_rules(client: Any, sessions: sessionmaker[Session]) -> None:
+    nul = client.post(INTERACTIONS, json={"interactions": [{"userId": "u\u0000", "itemId": "i1"}]})
+    assert nul.status_code == 400 and "interactions[0].userId" in nul.json["error"]["message"]
+    assert "printable" in nul.json["error"]["message"]
+    assert _count(sessions, Interaction) == 0
+    for sample in SAMPLE_IDS:  # every id Rank refuses is refused here too, so no stored history is unusable
+        try:
+            _check_id(str(sample) if type(sample) is int else sample, "userId", "the user")  # numbers are stored as text
+            rank_accepts = True
+        except ApiError:
+            rank_accepts = False
+        for field in ("userId", "itemId"):
+            row = {"userId": "u", "itemId": "i", field: sample}
+            try:
+                parse_interaction(row)
+                accepted = True
+            except InvalidRow as exc:
+                assert exc.field == field
+                accepted = False
+            assert rank_accepts or not accepted, (sample, field)
+            if sample in ("u1", "héllo wörld", "x" * 256, "a/b", 7):
+                assert accepted, sample
+
+
+def test_unknown_fields_are_named_not_ignored(client: Any, sessions: sessionmaker[Session]) -> None:
+    train = client.post("/personalizer/v1.0/generators/train", json={"generatorz": ["als"]})
+    assert train.status_code == 400 and train.json["error"] == {
+        "code": "UnknownField", "target": "generatorz", "message": train.json["error"]["message"]}
+    assert "accepted: generators" in train.json["error"]["message"]
+    for url, body in [(ITEMS, {"items": [{"id": "a"}], "item": []}), (INTERACTIONS, {"interactions": [{"userId": "u", "itemId": "a"}], "x": 1})]:
+        bad = client.post(url, json=body)
+        assert bad.status_code == 400 and bad.json["error"]["code"] == "UnknownField", bad.json
+    for row, field in [({"id": "a", "created_at": 5}, "created_at"), ({"id": "a", "Active": False}, "Active"),
+                       ({"id": "a", "feature": {"x": 1}}, "feature"), ({"id": "a", "updatedAt": "2020-01-01"}, "updatedAt"),
+                       ({"id": "a", "x": 1, "features": {"x": 2}}, "x")]:
+        bad = client.post(ITEMS, json={"items": [{"id": "ok"}, row]})
+        assert bad.status_code == 400 and f"items[1].{field}" in bad.json["error"]["message"], (row, bad.json)
+    assert _count(sessions, Item) == 0 and _count(sessions, Interaction) == 0
+    # Documented: other keys of an item row are features (CSV columns, JSON lines, the API alike).
+    assert client.post(ITEMS, json={"items": [{"id": "a", "extra": 1, "features": {"t": "x"}}]}).status_code == 200
+    assert client.get(f"{ITEMS}/a").json["features"] == {"t": "x", "extra": 1}
+
+
+def test_features_and_types_that_would_break_later_reads_are_a_400(client: Any, sessions: sessionmaker[Session]) -> None:
+    for features, target in [({"price": 1e12}, "features.price"), ({"v": [1, -2e9]}, "features.v")]:
+        bad = client.put(f"{ITEMS}/a", json={"features": features})  # VW refuses such numbers when Rank proposes the item
+        assert bad.status_code == 400 and bad.json["error"]["target"] == target, bad.json
+    with pytest.raises(InvalidRow) as info:  # from JSON lines: Python's json reads any integer
+        parse_item({"id": "a", "n": [1, 10**400]})
+    assert info.value.field == "features.n"
+    bad = client.post(INTERACTIONS, json={"interactions": [{"userId": "u", "itemId": "a", "type": "vi\u0000ew"}]})
+    assert bad.status_code == 400 and "interactions[0].type" in bad.json["error"]["message"]  # PostgreSQL text cannot hold NUL
+    assert _count(sessions, Item) == 0 and _count(sessions, Interaction) == 0
+    edge = {"price": catalog.MAX_FEATURE_MAGNITUDE, "v": [-catalog.MAX_FEATURE_MAGNITUDE, 0.5], "t": "x", "ok": True}
+    assert client.put(f"{ITEMS}/a", json={"features": edge}).status_code == 201
+    stored = client.get(f"{ITEMS}/a").json["features"]
+    assert feature_namespaces([{"item": stored}], "candidates[a]", ACTION_INDEX)  # what Rank by userId does with it

@@ -6,7 +6,9 @@
 - ``DELETE /personalizer/v1.0/catalog/items/<id>``: deactivate (history keeps pointing at it)
 - ``POST   /personalizer/v1.0/interactions``: bulk insert ``{"interactions": [...]}``
 
-Bulk calls are all-or-nothing: one bad row rejects the call, and the error names every bad row.
+Bulk calls are all-or-nothing: one bad row rejects the call, and the error names every bad row
+(an id sent twice in one items call is a bad row too). A body field the call does not take is a
+``400 UnknownField``: a misspelling is never silently ignored.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from personalize.api._common import json_body, service
-from personalize.api.errors import ApiError
+from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.catalog import (
-    RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
+    ItemIn, RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
     upsert_items, validate_rows,
 )
 from personalize.models import Item
@@ -70,14 +72,34 @@ def put_item(item_id: str) -> tuple[Response, int]:
     with service().sessions() as session:
         inserted, _ = upsert_items(session, items)
         session.commit()
-        return jsonify(item_json(session.get_one(Item, item_id))), 201 if inserted else 200
+        return jsonify(item_json(session.get_one(Item, items[0].id))), 201 if inserted else 200
+
+
+def _unique_items(rows: list[tuple[int, Any]]) -> tuple[list[ItemIn], list[RowError]]:
+    """Parse item rows; an id already sent earlier in the same call is a bad row (never collapsed silently)."""
+    items: list[ItemIn] = []
+    errors: list[RowError] = []
+    first: dict[str, int] = {}
+    for index, row in rows:
+        parsed, failed = validate_rows([(index, row)], parse_item)
+        errors += failed
+        for item in parsed:
+            if item.id in first:
+                errors.append(RowError(index, "id", f"id {item.id!r} is also items[{first[item.id]}]; send each id once "
+                                                    "per call (merge the two rows)"))
+            else:
+                first[item.id] = index
+                items.append(item)
+    return items, errors
 
 
 @bp.post("/catalog/items")
 def post_items() -> tuple[Response, int]:
-    rows = _rows(_body(), "items")
+    body = _body()
+    refuse_unknown_fields(body, ("items",), 'a bulk items call (send {"items": [...]})')
+    rows = _rows(body, "items")
     _objects_only(rows, "items")
-    items, errors = validate_rows(rows, parse_item)
+    items, errors = _unique_items(rows)
     if errors:
         raise _rejected("items", errors)
     with service().sessions() as session:
@@ -106,7 +128,9 @@ def delete_item(item_id: str) -> tuple[str, int]:
 
 @bp.post("/interactions")
 def post_interactions() -> tuple[Response, int]:
-    rows = _rows(_body(), "interactions")
+    body = _body()
+    refuse_unknown_fields(body, ("interactions",), 'an interactions call (send {"interactions": [...]})')
+    rows = _rows(body, "interactions")
     _objects_only(rows, "interactions")
     interactions, errors = validate_rows(rows, parse_interaction)
     if errors:
@@ -123,4 +147,6 @@ def train_generators() -> tuple[Response, int]:
     body = json_body(required=False)
     if body is not None and not isinstance(body, dict):
         raise ApiError(400, "BadRequest", 'The body must be empty or a JSON object like {"generators": ["als"]}.')
+    if body:
+        refuse_unknown_fields(body, ("generators",), 'a train call (send {"generators": ["als", ...]}, or no body to train all)')
     return jsonify(service().train_generators(body)), 200

@@ -40,10 +40,11 @@ MAX_DEPTH = 8
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
 #: Largest numeric feature magnitude. VW learns in float32 and squares (crossed) feature values
-#: in its update: measured with the default policy, a value of 1e19 (or two crossed values of
-#: 1e10) turns weights into NaN/inf for good, and crosses of two 1e9 values do so over 20,000
-#: events. Larger values are refused with a hint to rescale, never learned into a broken model.
-MAX_MAGNITUDE = 1e9
+#: in its update. Measured with the default policy: one value of 1e19, or two crossed values of
+#: 1e10, turn the weights into NaN/inf within 400 events; two crossed values of 1e9 within 20,000.
+#: Crosses of two values at this bound (1e16) stayed finite over 100,000 events. Larger values are
+#: refused with a hint to rescale, never learned into a broken model.
+MAX_MAGNITUDE = 1e8
 
 
 class FeatureError(ApiError):

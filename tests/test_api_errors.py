@@ -50,7 +50,7 @@ def assert_error(response: Any, status: int, target: str | None = None) -> dict[
         # beyond MAX_MAGNITUDE VW's float32 updates overflow into a NaN model
         ({"actions": ACTIONS, "contextFeatures": [{"u": {"x": 1e20}}]}, "contextFeatures[0].u.x"),
         ({"actions": ACTIONS, "contextFeatures": [{"x": -2**62}]}, "contextFeatures[0].x"),
-        ({"actions": [{"id": "a", "features": [{"p": [1, 3e9]}]}]}, "actions[0].features[0].p[1]"),
+        ({"actions": [{"id": "a", "features": [{"p": [1, 3e8]}]}]}, "actions[0].features[0].p[1]"),
     ],
 )
 def test_bad_rank_requests(client: Any, body: dict[str, Any], target: str) -> None:
@@ -156,7 +156,8 @@ def test_the_largest_accepted_feature_values_learn_into_a_finite_model(make_app:
     app = make_app(start=False)
     client, service = app.test_client(), app.extensions["personalize"]
     for i in range(200):
-        body = {"contextFeatures": [{"u": {"x": MAX_MAGNITUDE * (i % 3 - 1)}}], "actions": ACTIONS}
+        actions = [{"id": "a", "features": [{"x": {"v": MAX_MAGNITUDE}}]}, {"id": "b", "features": [{"x": {"v": -MAX_MAGNITUDE}}]}]
+        body = {"contextFeatures": [{"u": {"x": MAX_MAGNITUDE * (i % 3 - 1)}}], "actions": actions}
         event_id = client.post(RANK, json=body).json["eventId"]
         assert client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1.0 if i % 2 else -1.0}).status_code == 204
     service.learner.step()

@@ -212,15 +212,17 @@ def _namespaces(features: dict[str, Any], index: str) -> dict[str, Any]:
 
 def _flat(obj: dict[str, Any]) -> bool:
     """True when every feature of ``obj`` is a valid name with a valid scalar value (the usual namespace)."""
+    key_limit, string_limit, high = MAX_KEY_LENGTH, MAX_STRING_LENGTH, MAX_MAGNITUDE  # locals: the hot loop
+    low = -high
     for key, value in obj.items():
-        if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
+        if not key or key[0] == "_" or len(key) > key_limit:
             return False
         kind = type(value)
         if kind is str:
-            if len(value) > MAX_STRING_LENGTH:
+            if len(value) > string_limit:
                 return False
         elif kind is float or kind is int:
-            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also nan
+            if not low <= value <= high:  # also nan
                 return False
         elif kind is not bool and value is not None:
             return False

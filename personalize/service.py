@@ -50,6 +50,7 @@ class RankRequest:
 #: Rank body fields: Personalizer's, plus userId/numCandidates/generators for generated candidates.
 RANK_FIELDS = ("contextFeatures", "actions", "excludedActions", "eventId", "deferActivation", "userId", "numCandidates", "generators")
 ACTION_FIELDS = ("id", "features")
+_ACTION_KEYS = frozenset(ACTION_FIELDS)
 REWARD_FIELDS = ("value",)
 
 
@@ -115,7 +116,8 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
         for i, action in enumerate(raw_actions):
             if not isinstance(action, dict):
                 raise ApiError(400, "BadRequest", f"actions[{i}] must be an object with id and features.", f"actions[{i}]")
-            refuse_unknown_fields(action, ACTION_FIELDS, "an action", f"actions[{i}]")
+            if not _ACTION_KEYS.issuperset(action):
+                refuse_unknown_fields(action, ACTION_FIELDS, "an action", f"actions[{i}]")
             action_id = action.get("id")
             if not (type(action_id) is str and 0 < len(action_id) <= MAX_ID_LENGTH and action_id.isprintable()):
                 action_id = _check_id(action_id, f"actions[{i}].id", "unique within this request")  # raises the exact error

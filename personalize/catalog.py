@@ -7,8 +7,8 @@ Row fields use the API's camelCase names everywhere (API bodies, JSON lines, map
 columns): items have ``id``, ``features``, ``createdAt``, ``active``; interactions have
 ``userId``, ``itemId``, ``type``, ``value``, ``timestamp``, ``eventId``. Times are UNIX seconds
 or ISO 8601 strings, from year 1 to 9999 UTC (what ``datetime`` and the API's ISO answers can
-show). Ids follow Rank's rules (non-empty, at most ``MAX_ID_LENGTH`` printable characters) and
-are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
+show). Ids follow the rule Rank's ids do (``id_problem``: non-empty, at most ``MAX_ID_LENGTH``
+printable characters) and are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
 ``/`` (they are a segment of ``/catalog/items/{id}``). Interaction values are finite and at
 most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle.
 """
@@ -33,17 +33,14 @@ from personalize.models import Interaction, Item
 
 __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
-    "parse_item", "parse_interaction", "parse_time", "validate_rows",
+    "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
-    "MAX_ID_LENGTH", "MAX_FEATURE_MAGNITUDE", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME",
+    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME",
 ]
 
 MAX_ID_LENGTH = 256
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
-#: Largest |number| of a feature: features reach VW (namespace ``item`` of generated candidates),
-#: which refuses larger ones; an item stored with a larger number would fail every Rank proposing it.
-MAX_FEATURE_MAGNITUDE = MAX_MAGNITUDE
 #: Largest |value| of an interaction: summed per (user, item) and squared in float32 by the generators
 #: (ALS fails with NaN factors around 1e20); ratings, counts and amounts fit far below it.
 MAX_INTERACTION_VALUE = 1e6
@@ -100,18 +97,25 @@ class InteractionIn:
     event_id: str | None = None
 
 
+def id_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as an id, or None: the one rule for Rank's ids and the catalog's."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is longer than {MAX_ID_LENGTH} characters; use a shorter id"
+    if not value.isprintable():
+        return "contains control or unprintable characters; use printable characters only"
+    return None
+
+
 def _identifier(row: Mapping[str, Any], key: str, what: str) -> str:
-    """An id, by the rules Rank applies to ids (``personalize.service._check_id``, mirrored here:
-    importing the service would be an import cycle), and never trimmed."""
+    """An id by ``id_problem``'s rule (numbers are taken as text), never trimmed."""
     value = row.get(key)
     if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
         value = str(value)
-    if not isinstance(value, str) or not value:
-        raise InvalidRow(key, f"{key} is required and must be a non-empty string ({what})")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidRow(key, f"{key} is longer than {MAX_ID_LENGTH} characters; use a shorter id")
-    if not value.isprintable():
-        raise InvalidRow(key, f"{key} {value!r} contains control or unprintable characters; use printable characters only")
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidRow(key, f"{key} {problem} ({what})")
     if value != value.strip():
         raise InvalidRow(key, f"{key} {value!r} has leading or trailing whitespace; remove it (ids are matched exactly, never trimmed)")
     return value
@@ -136,49 +140,32 @@ class _TimeOutOfRange(ValueError):
     """A time that parses but is not finite or outside years 1..9999 UTC."""
 
 
-def _check_seconds(seconds: float) -> float:
-    """``seconds`` if it is a finite UNIX time that ``datetime`` (hence the API's ISO answers) can show."""
-    if not math.isfinite(seconds) or not MIN_TIME <= seconds <= MAX_TIME:
-        raise _TimeOutOfRange(f"{seconds!r} is not a time from 0001-01-01 to 9999-12-31 UTC")
+def parse_time(value: str | float) -> float:
+    """UNIX seconds (a number or numeric text), or ISO 8601 text (UTC unless it says otherwise);
+    ValueError otherwise. Non-finite values and times outside years 1..9999 UTC (what ``datetime``,
+    hence the API's ISO answers, can show) are a ValueError too."""
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond float range
+        seconds = math.inf
+    except ValueError:  # not a number: ISO 8601 text, or a ValueError from fromisoformat
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    if not MIN_TIME <= seconds <= MAX_TIME:  # also nan
+        raise _TimeOutOfRange(f"{value!r} is not a time from 0001-01-01 to 9999-12-31 UTC")
     return seconds
 
 
-def parse_time(text: str) -> float:
-    """UNIX seconds, or an ISO 8601 date/time (UTC unless it says otherwise); ValueError otherwise.
-
-    Non-finite values ("nan", "inf") and times outside years 1..9999 UTC are a ValueError too.
-    """
-    try:
-        seconds = float(text)
-    except ValueError:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        try:
-            seconds = parsed.timestamp()
-        except (OverflowError, OSError):  # pragma: no cover - platform dependent
-            raise _TimeOutOfRange(f"{text!r} is not a time from 0001-01-01 to 9999-12-31 UTC") from None
-    except OverflowError:  # float() of a huge int
-        raise _TimeOutOfRange(f"{text!r} is not a time from 0001-01-01 to 9999-12-31 UTC") from None
-    return _check_seconds(seconds)
-
-
 def _time(value: Any, field: str) -> float:
-    out_of_range = (f"{field} must be a finite time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
-                    f"(UNIX seconds {MIN_TIME:.0f} to {MAX_TIME:.0f}), not {value!r}")
-    if isinstance(value, str):
-        try:
-            return parse_time(value)
-        except _TimeOutOfRange:
-            raise InvalidRow(field, out_of_range) from None
-        except ValueError:
-            raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}")
     try:
-        return _check_seconds(float(value))
-    except (_TimeOutOfRange, OverflowError):
-        raise InvalidRow(field, out_of_range) from None
+        return parse_time(value)
+    except _TimeOutOfRange:
+        raise InvalidRow(field, f"{field} must be a finite time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
+                                f"(UNIX seconds {MIN_TIME:.0f} to {MAX_TIME:.0f}), not {value!r}") from None
+    except ValueError:
+        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}") from None
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -192,8 +179,9 @@ def _bool(value: Any, field: str) -> bool:
 
 
 def _feature_number(value: Any) -> bool:
-    """A number VW can learn from: finite and within +-MAX_FEATURE_MAGNITUDE (False for nan, inf, huge ints)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_FEATURE_MAGNITUDE <= value <= MAX_FEATURE_MAGNITUDE
+    """A number VW can learn from (Rank's limit, ``features.MAX_MAGNITUDE``: a stored item with a larger
+    one would fail every Rank proposing it); False for nan, inf and huge ints."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE
 
 
 def _feature(key: Any, value: Any) -> Any:
@@ -208,7 +196,7 @@ def _feature(key: Any, value: Any) -> Any:
         return value
     if isinstance(value, (int, float)):
         if not _feature_number(value):
-            raise InvalidRow(field, f"{field} must be a finite number within +-{MAX_FEATURE_MAGNITUDE:g}, not {value!r}; "
+            raise InvalidRow(field, f"{field} must be a finite number within +-{MAX_MAGNITUDE:g}, not {value!r}; "
                                     "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
         return value
     if isinstance(value, list):
@@ -216,7 +204,7 @@ def _feature(key: Any, value: Any) -> Any:
             return value
         if all(_feature_number(v) for v in value):
             return value
-        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers within +-{MAX_FEATURE_MAGNITUDE:g}")
+        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers within +-{MAX_MAGNITUDE:g}")
     raise InvalidRow(field, f"{field} must be a string, number, boolean or list; flatten nested objects")
 
 
@@ -284,14 +272,28 @@ def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: f
     )
 
 
-def validate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], parse: Any) -> tuple[list[Any], list[RowError]]:
-    """Parse numbered rows with ``parse``; return the good ones and one error per bad row."""
+def validate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], parse: Any,
+                  unique_in: str | None = None) -> tuple[list[Any], list[RowError]]:
+    """Parse numbered rows with ``parse``; return the good ones and one error per bad row.
+
+    ``unique_in`` (the rows' list, e.g. ``"items"``): a row repeating an earlier row's ``id`` is a bad
+    row, never collapsed silently.
+    """
     good, errors = [], []
+    first: dict[str, int] = {}
     for line, row in rows:
         try:
-            good.append(parse(row))
+            parsed = parse(row)
         except InvalidRow as exc:
             errors.append(RowError(line, exc.field, exc.message))
+            continue
+        if unique_in is not None:
+            if parsed.id in first:
+                errors.append(RowError(line, "id", f"id {parsed.id!r} is also {unique_in}[{first[parsed.id]}]; send each id "
+                                                   "once per call (merge the two rows)"))
+                continue
+            first[parsed.id] = line
+        good.append(parsed)
     return good, errors
 
 

@@ -22,7 +22,7 @@ from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
-from personalize.catalog import load_training_data
+from personalize.catalog import MAX_ID_LENGTH, id_problem, load_training_data
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
 from personalize.learner import Learner
 from personalize.models import Item
@@ -33,7 +33,6 @@ __all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value"]
 
 log = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 256
 
 
 @dataclass
@@ -55,12 +54,9 @@ REWARD_FIELDS = ("value",)
 
 
 def _check_id(value: Any, target: str, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ApiError(400, "BadRequest", f"{target} must be a non-empty string ({what}).", target)
-    if len(value) > MAX_ID_LENGTH:
-        raise ApiError(400, "BadRequest", f"{target} is longer than {MAX_ID_LENGTH} characters; use a shorter id.", target)
-    if not value.isprintable():
-        raise ApiError(400, "BadRequest", f"{target} contains control or unprintable characters; use printable characters only.", target)
+    problem = id_problem(value)
+    if problem is not None:
+        raise ApiError(400, "BadRequest", f"{target} {problem} ({what}).", target)
     return value
 
 

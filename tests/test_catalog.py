@@ -24,6 +24,7 @@ from personalize.catalog import (
 )
 from personalize.cli import cli
 from personalize.cli_options import parse_time as cli_parse_time
+from personalize.features import MAX_MAGNITUDE
 from personalize.features import ACTION_INDEX, feature_namespaces
 from personalize.service import _check_id
 from personalize.db import make_engine, make_sessionmaker, upgrade_schema
@@ -320,7 +321,7 @@ def test_features_and_types_that_would_break_later_reads_are_a_400(client: Any, 
     bad = client.post(INTERACTIONS, json={"interactions": [{"userId": "u", "itemId": "a", "type": "vi\u0000ew"}]})
     assert bad.status_code == 400 and "interactions[0].type" in bad.json["error"]["message"]  # PostgreSQL text cannot hold NUL
     assert _count(sessions, Item) == 0 and _count(sessions, Interaction) == 0
-    edge = {"price": catalog.MAX_FEATURE_MAGNITUDE, "v": [-catalog.MAX_FEATURE_MAGNITUDE, 0.5], "t": "x", "ok": True}
+    edge = {"price": MAX_MAGNITUDE, "v": [-MAX_MAGNITUDE, 0.5], "t": "x", "ok": True}
     assert client.put(f"{ITEMS}/a", json={"features": edge}).status_code == 201
     stored = client.get(f"{ITEMS}/a").json["features"]
     assert feature_namespaces([{"item": stored}], "candidates[a]", ACTION_INDEX)  # what Rank by userId does with it

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, jsonify
 from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.catalog import (
-    ItemIn, RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
+    RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
     upsert_items, validate_rows,
 )
 from personalize.models import Item
@@ -75,31 +75,13 @@ def put_item(item_id: str) -> tuple[Response, int]:
         return jsonify(item_json(session.get_one(Item, items[0].id))), 201 if inserted else 200
 
 
-def _unique_items(rows: list[tuple[int, Any]]) -> tuple[list[ItemIn], list[RowError]]:
-    """Parse item rows; an id already sent earlier in the same call is a bad row (never collapsed silently)."""
-    items: list[ItemIn] = []
-    errors: list[RowError] = []
-    first: dict[str, int] = {}
-    for index, row in rows:
-        parsed, failed = validate_rows([(index, row)], parse_item)
-        errors += failed
-        for item in parsed:
-            if item.id in first:
-                errors.append(RowError(index, "id", f"id {item.id!r} is also items[{first[item.id]}]; send each id once "
-                                                    "per call (merge the two rows)"))
-            else:
-                first[item.id] = index
-                items.append(item)
-    return items, errors
-
-
 @bp.post("/catalog/items")
 def post_items() -> tuple[Response, int]:
     body = _body()
     refuse_unknown_fields(body, ("items",), 'a bulk items call (send {"items": [...]})')
     rows = _rows(body, "items")
     _objects_only(rows, "items")
-    items, errors = _unique_items(rows)
+    items, errors = validate_rows(rows, parse_item, unique_in="items")
     if errors:
         raise _rejected("items", errors)
     with service().sessions() as session:

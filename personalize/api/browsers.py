@@ -30,7 +30,7 @@ def is_json_content_type(content_type: str) -> bool:
 
 def require_json_content_type() -> None:
     """A request with a body (Content-Length > 0, or chunked) that is not declared JSON is a 415."""
-    environ = request.environ
+    environ = request._get_current_object().environ  # one trip through the proxy: this runs on every call
     length = environ.get("CONTENT_LENGTH")
     has_body = (length is not None and length.strip() not in ("", "0")) or (
         "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()

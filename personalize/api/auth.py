@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import Any, Iterable
 
 from flask import Flask, Response, current_app, jsonify, request
 
@@ -52,7 +52,7 @@ def _digest(key: str) -> bytes:
 class KeyCheck:
     """The before_request hook. ``roles`` maps endpoint names to the role they need (missing: ADMIN)."""
 
-    def __init__(self, settings: Settings, endpoints: Any) -> None:
+    def __init__(self, settings: Settings, endpoints: Iterable[str]) -> None:
         self._keys = [(_digest(k), CLIENT) for k in settings.api_key_list]
         self._keys += [(_digest(k), ADMIN) for k in settings.admin_key_list]
         self.has_admin_keys = bool(settings.admin_key_list)

@@ -2,7 +2,9 @@
 
 Runs the real app under gunicorn (default 1 worker, 4 threads, SQLite in a temp folder; ``--workers 2``
 runs the learner as its own process, like ``personalize serve --workers 2``) and loads
-it from separate client processes over loopback. Every number is printed as a ratio to a
+it from separate client processes over loopback. API keys are on (every call sends a client key
+in ``Ocp-Apim-Subscription-Key``; the bare baseline checks none, so the ratios include the key
+check); ``--no-keys`` measures an open server. Every number is printed as a ratio to a
 baseline measured in the same run (this machine is noisy) or next to its target. The phases
 run ``--repeats`` times, each ratio against the baseline measured just before it, and each
 row shows the median with the range:
@@ -35,6 +37,9 @@ from typing import Any
 ACTIONS = [{"id": f"item-{i}", "features": [{"item": {f"f{j}": round(0.1 * j + i, 3) for j in range(9)} | {"kind": f"k{i % 7}"}}]}
            for i in range(50)]
 CONTEXT = [{"user": {"segment": "s1", "device": "mobile"}}, {"time": {"hour": 13}}]
+CLIENT_KEY, ADMIN_KEY = "bench-client-key-0123456789abcdef", "bench-admin-key-0123456789abcdef"
+#: Sent by every request; the server ignores it when run with --no-keys.
+HEADERS = {"Content-Type": "application/json", "Ocp-Apim-Subscription-Key": CLIENT_KEY}
 
 
 def rank_body(event_id: str | None = None) -> bytes:
@@ -54,6 +59,7 @@ def bench_app() -> Any:
     """The real app plus a bare endpoint that reads the body and answers, for the baseline."""
     from flask import request
 
+    from personalize.api import auth
     from personalize.app import create_app
 
     app = create_app()
@@ -63,12 +69,16 @@ def bench_app() -> Any:
         request.get_data()
         return {"ok": True}, 201
 
+    if "personalize.auth" in app.extensions:  # the baseline checks no key: the ratios include the check's cost
+        app.extensions["personalize.auth"].roles["bare"] = auth.OPEN
     return app
 
 
-def serve(port: int, data_dir: str, workers: int, threads: int) -> None:
+def serve(port: int, data_dir: str, workers: int, threads: int, keys: bool) -> None:
     """Like ``personalize serve``: with several workers the learner is its own process."""
     os.environ.update({"PERSONALIZE_DATA_DIR": data_dir, "PERSONALIZE_REWARD_WAIT_TIME": "600"})
+    if keys:
+        os.environ.update({"PERSONALIZE_API_KEYS": f"{CLIENT_KEY},rotated-{CLIENT_KEY}", "PERSONALIZE_ADMIN_KEYS": ADMIN_KEY})
     from personalize.cli_options import open_database
     from personalize.config import load_settings
     from personalize.server import run_server
@@ -89,7 +99,7 @@ def serve(port: int, data_dir: str, workers: int, threads: int) -> None:
 def _client(port: int, kind: str, seconds: float, rate: float, event_ids: list[str], out: Any) -> None:
     """One load process: closed loop (rate 0) or open loop at ``rate`` requests/s."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"Content-Type": "application/json"}
+    headers = HEADERS
     latencies: list[float] = []
     reward = json.dumps({"value": 1.0}).encode()
     body = rank_body()  # built once: the clients share the server's two cores
@@ -146,14 +156,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    conn.request("POST", path, body=body, headers=HEADERS)
     response = conn.getresponse()
     return response.status, response.read()
 
 
 def status(port: int) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    conn.request("GET", "/personalizer/v1.0/status")
+    conn.request("GET", "/personalizer/v1.0/status", headers=HEADERS)
     return json.loads(conn.getresponse().read())
 
 
@@ -222,11 +232,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (>1: the learner runs as its own "
                         "process, as with `personalize serve --workers N`)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--no-keys", dest="keys", action="store_false", help="serve without API keys (default: a "
+                        "client and an admin key configured, the client key sent with every call)")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="personalize-bench-")
     port = free_port()
-    server = mp.Process(target=serve, args=(port, data_dir, args.workers, args.threads), daemon=True)
+    server = mp.Process(target=serve, args=(port, data_dir, args.workers, args.threads, args.keys), daemon=True)
     server.start()
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -235,7 +247,8 @@ def main() -> None:
                 break
         except OSError:
             time.sleep(0.1)
-    print(f"server: gunicorn {args.workers} worker(s) x {args.threads} threads, SQLite in {data_dir}; "
+    print(f"server: gunicorn {args.workers} worker(s) x {args.threads} threads, SQLite in {data_dir}, "
+          f"API keys {'on' if args.keys else 'off'}; "
           f"{args.clients} client processes; {args.seconds:.0f}s per phase, {args.repeats} rounds")
 
     load(port, "rank", 1.0, args.clients)  # warm-up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import click
 
 from personalize import plugins, store
 from personalize.cli_options import open_database, parse_time, settings_from, settings_options
-from personalize.config import settings_table
+from personalize.config import Settings, settings_table
 
 __all__ = ["main", "cli"]
 
@@ -33,11 +34,16 @@ def cli(log_level: str) -> None:
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Server processes. With more than one, the learner runs as its own process.")
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per server process.")
+@click.option("--no-auth", is_flag=True,
+              help="Serve a non-loopback --host without API keys: anyone who reaches the port may call everything.")
 @settings_options
-def serve(host: str, port: int, workers: int, threads: int, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+def serve(host: str, port: int, workers: int, threads: int, no_auth: bool,
+          config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the service under gunicorn (production WSGI server)."""
     settings = settings_from(config_file, database_url, data_dir)
     from personalize.server import run_server
+
+    _check_auth(host, port, settings, no_auth)
 
     _check_port_free(host, port)
     open_database(settings).dispose()  # migrate once, before the workers fork
@@ -56,6 +62,38 @@ def serve(host: str, port: int, workers: int, threads: int, config_file: str | N
         if learner is not None:
             learner.send_signal(signal.SIGTERM)
             learner.wait(15)
+
+
+def _check_auth(host: str, port: int, settings: Settings, no_auth: bool) -> None:
+    """Refuse to serve a network without keys unless told to (--no-auth); loopback stays open, as always."""
+    if settings.auth_enabled:
+        if no_auth:
+            raise click.UsageError("--no-auth contradicts the configured PERSONALIZE_API_KEYS/PERSONALIZE_ADMIN_KEYS; drop one")
+        if not settings.admin_key_list:
+            click.echo("personalize: no PERSONALIZE_ADMIN_KEYS: catalog, interactions, generators/train and every other "
+                       "admin endpoint answer 403 to all keys (the CLI still reaches the store)", err=True)
+        return
+    if no_auth:
+        click.echo(f"personalize: WARNING: --no-auth: anyone who can reach {host}:{port} may rank, reward, rewrite the "
+                   "catalog and start training", err=True)
+    elif not _is_loopback(host):
+        raise click.ClickException(
+            f"refusing to serve {host} without API keys: set PERSONALIZE_API_KEYS and PERSONALIZE_ADMIN_KEYS "
+            "(comma-separated; see docs/security.md), or pass --no-auth to serve it open"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one; an unresolvable name is not."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).partition("%")[0]).is_loopback for info in infos)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -96,11 +134,20 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
     if url:
         import requests
 
+        # The key of this environment, if any: an admin key also shows the learner's host and process.
+        env_settings = settings_from(config_file, database_url, data_dir)
+        keys = env_settings.admin_key_list or env_settings.api_key_list
+        headers = {"Ocp-Apim-Subscription-Key": keys[0]} if keys else {}
         try:
-            response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", timeout=10)
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach {url}: {exc}") from None
-        click.echo(json.dumps(response.json(), indent=2))
+            response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", headers=headers, timeout=10)
+            body = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise click.ClickException(f"cannot read the status from {url}: {exc}") from None
+        if not response.ok:
+            error = body.get("error") if isinstance(body, dict) else None
+            message = error.get("message") if isinstance(error, dict) else body
+            raise click.ClickException(f"{url} answered {response.status_code}: {message}")
+        click.echo(json.dumps(body, indent=2))
         return
     import time
 

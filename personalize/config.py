@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
 
@@ -107,12 +109,45 @@ class Settings:
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
     )
+    # repr=False: a logged or printed Settings never shows a key.
+    api_keys: str = field(
+        default="", repr=False,
+        metadata={"help": "Comma-separated client keys (Rank, Reward, Activate, status); several at once for rotation. "
+                  "With api_keys and admin_keys empty, no key is asked (serve refuses a non-loopback --host then). "
+                  "See docs/security.md."},
+    )
+    admin_keys: str = field(
+        default="", repr=False,
+        metadata={"help": "Comma-separated admin keys: every endpoint (catalog, interactions, generators/train, ...)."},
+    )
+    cors_origins: str = field(
+        default="",
+        metadata={"help": "Comma-separated browser origins (e.g. https://shop.example.com) allowed to call the API "
+                  "from JavaScript; '*' = any; empty = CORS off."},
+    )
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'personalize.db'}"
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return _split(self.api_keys)
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        return _split(self.admin_keys)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a key: any key configured turns it on."""
+        return bool(self.api_key_list or self.admin_key_list)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return _split(self.cors_origins)
 
     @property
     def vw_args(self) -> list[str]:
@@ -151,6 +186,10 @@ class Settings:
             raise SettingsError("num_candidates must be at least 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
+        for name in ("api_keys", "admin_keys"):
+            _check_keys(name, _split(getattr(self, name)))
+        for origin in self.cors_origin_list:
+            _check_origin(origin)
         return self
 
     def replace(self, **changes: Any) -> "Settings":
@@ -163,6 +202,40 @@ class Settings:
             "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
             "defaultReward": self.default_reward, "learner": self.learner,
         }
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+#: Characters of a key: what fits a header and survives a shell and a TOML string unquoted (token68).
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "-._~+/=")
+
+
+def _check_keys(name: str, keys: tuple[str, ...]) -> None:
+    """Refuse keys a client could not send; the message names the position, never the key."""
+    for position, key in enumerate(keys, 1):
+        if not _KEY_CHARS.issuperset(key):
+            raise SettingsError(
+                f"{name}: key {position} has a character other than letters, digits and - . _ ~ + / = "
+                "(keys are comma-separated); make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+
+def _check_origin(origin: str) -> None:
+    """An origin is scheme://host[:port] and is matched exactly (never as a pattern), or '*'."""
+    if origin == "*":
+        return
+    parts = urlsplit(origin)
+    if (parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or parts.fragment
+            or not _ORIGIN_CHARS.issuperset(origin)):
+        raise SettingsError(
+            f"cors_origins: {origin!r} is not an origin; write scheme://host[:port] like https://shop.example.com "
+            "(no path, no trailing slash, no pattern), or '*' for any origin"
+        )
+
+
+_ORIGIN_CHARS = frozenset(string.ascii_letters + string.digits + "-.:/")
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:

@@ -3,13 +3,17 @@
 from flask import Blueprint, jsonify
 
 from personalize.api._common import service
+from personalize.api.auth import is_admin_request
 
 bp = Blueprint("status", __name__, url_prefix="/personalizer/v1.0")
 
 
 @bp.get("/status")
 def status():  # type: ignore[no-untyped-def]
-    return jsonify(service().status())
+    body = service().status()
+    if not is_admin_request():  # the learner's owner names a host and a process id: for admins only
+        body["learner"].pop("owner", None)
+    return jsonify(body)
 
 
 @bp.get("/health")

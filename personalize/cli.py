@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from personalize import plugins, store
-from personalize.cli_options import open_database, parse_time, settings_from, settings_options
+from personalize.cli_options import open_database, parse_time, server_key, settings_from, settings_options
 from personalize.config import Settings, settings_table
 
 __all__ = ["main", "cli"]
@@ -134,10 +134,8 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
     if url:
         import requests
 
-        # The key of this environment, if any: an admin key also shows the learner's host and process.
-        env_settings = settings_from(config_file, database_url, data_dir)
-        keys = env_settings.admin_key_list or env_settings.api_key_list
-        headers = {"Ocp-Apim-Subscription-Key": keys[0]} if keys else {}
+        key = server_key(settings_from(config_file, database_url, data_dir))
+        headers = {"Ocp-Apim-Subscription-Key": key} if key else {}
         try:
             response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", headers=headers, timeout=10)
             body = response.json()

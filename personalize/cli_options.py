@@ -10,7 +10,7 @@ from personalize import catalog
 from personalize.config import Settings, SettingsError, load_settings
 from personalize.db import Database
 
-__all__ = ["settings_options", "settings_from", "open_database", "parse_time"]
+__all__ = ["settings_options", "settings_from", "open_database", "parse_time", "server_key"]
 
 
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,6 +27,13 @@ def settings_from(config_file: str | None, database_url: str | None, data_dir: s
         return load_settings({"database_url": database_url, "data_dir": data_dir, **extra}, config_file=config_file)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def server_key(settings: Settings) -> str | None:
+    """The key a command sends to a live server (``--url``): the first admin key of its settings, else the
+    first client key (an admin key also reaches the catalog and shows the learner's host and process)."""
+    keys = settings.admin_key_list or settings.api_key_list
+    return keys[0] if keys else None
 
 
 def open_database(settings: Settings) -> Database:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from personalize.cli_options import server_key, settings_from
 from personalize.hookspecs import hookimpl
 
 __all__ = ["simulate", "register_commands"]
@@ -52,15 +53,23 @@ def simulate() -> None:
 @click.option("--policies", help="Comma-separated policies, e.g. uniform,popularity,default,oracle.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Service setting for the 'test' policy (repeatable), e.g. --set exploration=0.1.")
-@click.option("--url", help="Drive a live server (e.g. http://127.0.0.1:5000) instead of in-process services.")
+@click.option("--url", help="Drive a live server (e.g. http://127.0.0.1:5000) instead of in-process services; "
+              "sends the first key of PERSONALIZE_ADMIN_KEYS (else PERSONALIZE_API_KEYS) when set.")
 def run_command(config_file: str | None, events: int, seed: int | None, out: str, policies: str | None,
                 settings: tuple[str, ...], url: str | None) -> None:
     """Run every policy on the same simulated users and write metrics and plots."""
+    import requests
+
     from simulator.runner import run, write_outputs
+    from simulator.transport import TransportError
 
     config = _config(config_file, seed, policies, settings)
     out_dir = Path(out)
-    result = run(config, events, out_dir / "services", url=url, progress=True)
+    key = server_key(settings_from(None, None, None)) if url else None
+    try:
+        result = run(config, events, out_dir / "services", url=url, progress=True, key=key)
+    except (TransportError, requests.RequestException) as exc:  # a live server refused or is unreachable
+        raise click.ClickException(f"the service at {url} cannot be driven: {exc}" if url else str(exc)) from None
     written = write_outputs(result, out_dir)
     oracle = result.summaries.get("oracle", {}).get("final_value")
     click.echo(f"{'policy':<11} {'CTR':>6} {'final':>6} {'regret':>8} {'divers':>6} {'novel':>5} {'seren':>6} "

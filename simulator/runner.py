@@ -52,7 +52,7 @@ class _Lane:
 
 
 def _policy(name: str, config: SimConfig, catalog: Catalog, world: World, folder: Path, url: str | None,
-            clock: SimClock, run_id: str) -> Policy:
+            key: str | None, clock: SimClock, run_id: str) -> Policy:
     generators = config.run.mode == "generators"
     if name == "uniform":
         return Uniform(name, config.seed)
@@ -64,7 +64,7 @@ def _policy(name: str, config: SimConfig, catalog: Catalog, world: World, folder
         return LinUCB(name, config, catalog)
     transport: Transport
     if url:
-        transport = Http(url)
+        transport = Http(url, key=key)
     else:
         overrides = config.service if name == "test" else SERVICE_POLICIES[name]
         # no background refits in a simulation: they would follow wall time, not events
@@ -79,11 +79,12 @@ def _policy(name: str, config: SimConfig, catalog: Catalog, world: World, folder
 
 
 def run(config: SimConfig, events: int, folder: Path, url: str | None = None, progress: bool = False,
-        catalog: Catalog | None = None, population: Population | None = None) -> RunResult:
+        catalog: Catalog | None = None, population: Population | None = None, key: str | None = None) -> RunResult:
     """Run ``events`` visits through every configured policy; service databases go under ``folder``.
 
     With ``url`` there is one live server, hence one service policy: the run keeps the first of
-    greedy/default/test that is configured and names it after the server's settings.
+    greedy/default/test that is configured and names it after the server's settings; ``key`` is the
+    API key it sends (an admin key when the run loads a catalog).
     """
     catalog = catalog or build_catalog(config.items, config.users, config.seed)
     population = population or build_population(config.users, config.seed)
@@ -96,7 +97,7 @@ def run(config: SimConfig, events: int, folder: Path, url: str | None = None, pr
     lanes = []
     for name in names:
         world = World(config, catalog, population)
-        lanes.append(_Lane(_policy(name, config, catalog, world, folder, url, clock, run_id), world,
+        lanes.append(_Lane(_policy(name, config, catalog, world, folder, url, key, clock, run_id), world,
                            Recorder(catalog, events, config.run.serendipity_threshold)))
     traffic = Traffic(config, catalog, len(population))
     started = time.perf_counter()

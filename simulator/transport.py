@@ -119,10 +119,12 @@ class InProcess:
 class Http:
     """A live server at ``url`` (for example ``http://127.0.0.1:5000``)."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0, key: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        if key:  # a server with API keys: the catalog loading needs an admin key
+            self.session.headers["Ocp-Apim-Subscription-Key"] = key
 
     def rank(self, body: Mapping[str, Any]) -> dict[str, Any]:
         response = self.session.post(f"{self.url}{PREFIX}/rank", json=body, timeout=self.timeout)

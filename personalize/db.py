@@ -211,8 +211,6 @@ class Database:
         """``read()`` without the ORM: a Core connection in a read-only transaction."""
         with self._readonly_engine.begin() as connection:
             yield connection
-        if not self.health.available:
-            self.health.back()
 
     def upgrade(self) -> None:
         upgrade_schema(self.engine)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 __all__ = ["DatabaseHealth", "is_unavailable", "is_sqlite_outage", "describe", "RETRY_AFTER_SECONDS", "PROBE_INTERVAL",
-           "OUTAGE_BACKOFF"]
+           "QUIET_PERIOD", "OUTAGE_BACKOFF"]
 
 log = logging.getLogger("personalize.database")
 
@@ -27,6 +27,9 @@ log = logging.getLogger("personalize.database")
 RETRY_AFTER_SECONDS = 5
 #: ``/health`` runs its query at most this often; in between it answers from the last result.
 PROBE_INTERVAL = 1.0
+#: The database counts as back at a success with no failure for this long: the first moments of
+#: an outage (or of a recovery) mix successes and failures, and should not flap the state.
+QUIET_PERIOD = 1.0
 #: Background loops retry at most this often while the database is unreachable.
 OUTAGE_BACKOFF = 1.0
 
@@ -93,11 +96,12 @@ def describe(error: BaseException) -> str:
 class DatabaseHealth:
     """Whether the database answers, known from failed calls, successful writes and a cached probe.
 
-    ``lost``/``back`` log the transitions (once each); ``probe`` answers ``/health`` with at most
+    ``lost``/``back`` log the transitions (once each). ``probe`` answers ``/health`` with at most
     one query per PROBE_INTERVAL, whatever the load balancers' rate, and never makes a second
-    caller wait for a probe already under way. A successful probe declares the database back only
-    when no call failed for PROBE_INTERVAL: when reads work but writes fail (SQLite: disk full,
-    a lock held too long) the state stays "unavailable" instead of flapping with every probe.
+    caller wait for a probe under way. A success (a write, or the probe; reads do not count)
+    declares the database back only after QUIET_PERIOD without a failure: while connections
+    still die one by one, or reads work but writes fail (SQLite: disk full, a lock held too
+    long), the state stays "unavailable" instead of flapping.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -121,7 +125,7 @@ class DatabaseHealth:
 
     def back(self) -> None:
         with self._lock:
-            if self.available:
+            if self.available or time.monotonic() - self._failed_at < QUIET_PERIOD:
                 return
             self.available = True
             seconds = time.monotonic() - self._since
@@ -148,8 +152,7 @@ class DatabaseHealth:
             except Exception as error:  # any failure of SELECT 1 means the database cannot serve
                 self.lost(error)
             else:
-                if time.monotonic() - self._failed_at >= PROBE_INTERVAL:
-                    self.back()
+                self.back()
         finally:
             self._probing.release()
         return self.available

@@ -21,6 +21,7 @@ from personalize import store
 from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.config import Settings
 from personalize.db import Database
+from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import MAX_ID_LENGTH, id_problem, load_training_data
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
@@ -241,7 +242,9 @@ class Service:
             try:
                 self._load_latest_model()
             except Exception as error:
-                if not self.db.health.failed(error):  # an outage is logged once, by db_health
+                if self.db.health.failed(error):  # an outage is logged once, by db_health; retry at a calm pace
+                    self._stop.wait(OUTAGE_BACKOFF)
+                else:
                     log.exception("could not load the newest model snapshot; will retry")
 
     # -- API operations ----------------------------------------------------------------

@@ -165,6 +165,45 @@ def test_postgres_outage_is_503_then_recovers_without_losing_acknowledged_calls(
 
 
 @pytest.mark.postgres
+def test_background_threads_log_an_outage_once_and_resume(
+    make_app: Any, postgres_server: str, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model watcher (learner off: another process learns) and the candidate refresh thread poll
+    through the outage: one log line for all of them, no traceback, and both work afterwards."""
+    from personalize.learner import Learner
+    from tests.test_rank_generated import load_catalog
+
+    caplog.set_level(logging.INFO)
+    app = make_app(database_url=postgres_url, learner="off", model_poll_interval=0.05, generator_refresh_interval=1.0)
+    client, service = app.test_client(), app.extensions["personalize"]
+    load_catalog(client)
+    first = client.post(RANK, json={"userId": "u1", "numCandidates": 5})
+    assert first.status_code == 201  # loads the generators and starts their refresh thread
+    assert service._watcher is not None and service._watcher.is_alive()
+    assert service.candidates is not None and service.candidates._thread is not None
+
+    with database_refuses_connections(postgres_server, postgres_url):
+        time.sleep(3.0)  # ~60 watcher polls and ~3 refresh rounds fail meanwhile
+        assert client.post(RANK, json={"userId": "u1", "numCandidates": 5}).status_code == 503
+    _wait_for(lambda: client.get(HEALTH).status_code == 200, 10, "/health 200")
+    assert service._watcher.is_alive() and service.candidates._thread.is_alive()
+
+    assert client.delete("/personalizer/v1.0/catalog/items/m7").status_code == 204
+    _wait_for(lambda: "m7" in service.candidates._inactive, 10, "the refresh thread to see the deactivated item")
+    assert client.post(f"/personalizer/v1.0/events/{first.json['eventId']}/reward", json={"value": 1.0}).status_code == 204
+    learner_db = Database(postgres_url)
+    try:
+        assert Learner(service.settings, learner_db, clock=lambda: time.time() + 120).step() == 1  # past the reward wait
+    finally:
+        learner_db.dispose()
+    _wait_for(lambda: service.ranker.version == 1, 10, "the model watcher to load the new snapshot")
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "database unavailable" in m]) == 1, messages
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], messages
+
+
+@pytest.mark.postgres
 def test_postgres_outage_over_http_on_the_production_server(postgres_server: str, postgres_url: str, tmp_path: Path) -> None:
     """The same outage against `personalize serve` (gunicorn): real HTTP 503s with Retry-After, /health
     503, then 200 and working calls without a restart, and one log line each way on stderr."""

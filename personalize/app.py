@@ -10,12 +10,12 @@ from flask import Flask, Response
 from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
-
 from personalize.api import catalog, errors, events, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["create_app", "OrjsonProvider", "ApiResponse"]
 

@@ -115,7 +115,14 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
             response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", timeout=10)
         except requests.RequestException as exc:
             raise click.ClickException(f"cannot reach {url}: {exc}") from None
-        click.echo(json.dumps(response.json(), indent=2))
+        try:
+            body = response.json()
+        except ValueError:
+            raise click.ClickException(f"{url} answered {response.status_code} without JSON; is it a personalize server?") from None
+        if response.status_code != 200:
+            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+            raise click.ClickException(f"{url} answered {response.status_code}: {message or body}")
+        click.echo(json.dumps(body, indent=2))
         return
     import time
 

@@ -158,3 +158,36 @@ def test_version_is_the_installed_package_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"personalize, version {version('personalize')}"
+
+
+def test_status_url_reports_a_server_that_is_not_ours_or_not_ok_in_one_line() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.startswith("/personalizer/v1.0/status") and self.server.server_address[1] == ok_port:
+                body, kind, status = b'{"error": {"code": "ServiceUnavailable", "message": "The database is unreachable"}}', "application/json", 503
+            else:
+                body, kind, status = b"<html>hello</html>", "text/html", 200
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    html, ours = ThreadingHTTPServer(("127.0.0.1", 0), Handler), ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ok_port = ours.server_address[1]
+    for server in (html, ours):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        html_url, ours_url = f"http://127.0.0.1:{html.server_address[1]}", f"http://127.0.0.1:{ok_port}"
+        _one_line_error(CliRunner().invoke(cli, ["status", "--url", html_url]), f"{html_url} answered 200 without JSON")
+        _one_line_error(CliRunner().invoke(cli, ["status", "--url", ours_url]), f"{ours_url} answered 503: The database is unreachable")
+    finally:
+        for server in (html, ours):
+            server.shutdown()
+            server.server_close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import orjson
 from flask import Flask, Response
@@ -13,9 +13,6 @@ from werkzeug.datastructures import Headers
 from personalize.api import catalog, errors, events, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["create_app", "OrjsonProvider", "ApiResponse"]
 
@@ -34,7 +31,7 @@ class ApiResponse(Response):
     """Flask's response, except that a 204 has no body and so no Content-Type or Content-Length
     (Flask would label the empty body text/html; RFC 9110 forbids Content-Length on a 204)."""
 
-    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+    def get_wsgi_headers(self, environ: dict[str, Any]) -> Headers:
         headers = super().get_wsgi_headers(environ)
         if self.status_code == 204:
             headers.remove("Content-Type")

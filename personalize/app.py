@@ -6,14 +6,15 @@ import time
 from typing import Any, Callable
 
 import orjson
-from flask import Flask
+from flask import Flask, Response
 from flask.json.provider import JSONProvider
+from werkzeug.datastructures import Headers
 
 from personalize.api import auth, browsers, catalog, errors, events, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
 
-__all__ = ["create_app", "OrjsonProvider"]
+__all__ = ["create_app", "OrjsonProvider", "ApiResponse"]
 
 
 class OrjsonProvider(JSONProvider):
@@ -26,12 +27,25 @@ class OrjsonProvider(JSONProvider):
         return orjson.loads(s)
 
 
+class ApiResponse(Response):
+    """Flask's response, except that a 204 has no body and so no Content-Type or Content-Length
+    (Flask would label the empty body text/html; RFC 9110 forbids Content-Length on a 204)."""
+
+    def get_wsgi_headers(self, environ: dict[str, Any]) -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        if self.status_code == 204:
+            headers.remove("Content-Type")
+            headers.remove("Content-Length")
+        return headers
+
+
 def create_app(
     settings: Settings | None = None, clock: Callable[[], float] = time.time, start: bool = True
 ) -> Flask:
     """Build the app: one Service (database, ranker, learner) bound as ``app.extensions['personalize']``."""
     settings = settings or load_settings()
     app = Flask("personalize")
+    app.response_class = ApiResponse
     # Event ids may contain "/", even first or twice in a row: they must reach the handler as
     # they are, never be merged and redirected to another event's URL.
     app.url_map.merge_slashes = False

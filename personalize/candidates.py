@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from personalize.catalog import TrainingData, item_tokens, load_training_data
 from personalize.config import Settings
+from personalize.db_health import DatabaseHealth
 from personalize.generator import CandidateRequest, Generator, ScoredItem, normalized
 from personalize.models import GeneratorModel, Item
 from personalize.plugins import UnknownGeneratorError, generator_classes, make_generator
@@ -138,9 +139,10 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 class CandidateEngine:
     """Holds the fitted generators of one service process and proposes candidates for Rank calls."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], health: DatabaseHealth | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.health = health  # logs a database outage once instead of a traceback per round
         self._snapshot: _Snapshot | None = None
         self._inactive: frozenset[str] = frozenset()
         self._refresh_lock = threading.Lock()
@@ -232,8 +234,9 @@ class CandidateEngine:
                 if interval > 0 and time.monotonic() - last >= interval:
                     last = time.monotonic()
                     self.refresh()
-            except Exception:  # keep serving the current models; the next round retries
-                log.exception("candidate generator refresh failed")
+            except Exception as error:  # keep serving the current models; the next round retries
+                if self.health is None or not self.health.failed(error):
+                    log.exception("candidate generator refresh failed")
 
     def _poll_inactive(self) -> None:
         with self.sessions() as session:

@@ -17,11 +17,26 @@ import click
 from personalize import plugins, store
 from personalize.cli_options import open_database, parse_time, server_key, settings_from, settings_options
 from personalize.config import Settings, settings_table
+from personalize.db_health import describe, is_unavailable
 
 __all__ = ["main", "cli"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    """The command group; an unreachable database is a one-line error in every command, plugins' too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            raise click.ClickException(f"cannot reach the database ({describe(exc)}); check --database-url / "
+                                       "PERSONALIZE_DATABASE_URL and that the database is up") from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="personalize", prog_name="personalize")
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level (INFO shows migrations and learner activity).")
 def cli(log_level: str) -> None:
     """personalize: a self-hosted, Personalizer-compatible contextual bandit service."""
@@ -138,19 +153,21 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
         headers = {"Ocp-Apim-Subscription-Key": key} if key else {}
         try:
             response = requests.get(url.rstrip("/") + "/personalizer/v1.0/status", headers=headers, timeout=10)
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach {url}: {exc}") from None
+        try:
             body = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise click.ClickException(f"cannot read the status from {url}: {exc}") from None
-        if not response.ok:
-            error = body.get("error") if isinstance(body, dict) else None
-            message = error.get("message") if isinstance(error, dict) else body
-            raise click.ClickException(f"{url} answered {response.status_code}: {message}")
+        except ValueError:
+            raise click.ClickException(f"{url} answered {response.status_code} without JSON; is it a personalize server?") from None
+        if response.status_code != 200:
+            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+            raise click.ClickException(f"{url} answered {response.status_code}: {message or body}")
         click.echo(json.dumps(body, indent=2))
         return
     import time
 
     settings = settings_from(config_file, database_url, data_dir)
-    with open_database(settings).read() as session:
+    with open_database(settings, create=False).read() as session:
         status = store.status_counts(session, time.time())
     # servingVersion belongs to a running server's ranker: ask it with --url
     click.echo(json.dumps({**status, "settings": settings.status_summary()}, indent=2))
@@ -175,7 +192,7 @@ def export_logs(fmt: str, output: Any, since: str | None, until: str | None, inc
 
     settings = settings_from(config_file, database_url, data_dir)
     count = 0
-    with open_database(settings).read() as session:
+    with open_database(settings, create=False).read() as session:
         for event in store.iter_events(session, parse_time(since), parse_time(until), learned_only=not include_unlearned):
             reward = event.learned_reward if event.learned_reward is not None else settings.default_reward
             output.write(event_line(event, reward) + "\n")

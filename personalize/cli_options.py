@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import click
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from personalize import catalog
 from personalize.config import Settings, SettingsError, load_settings
@@ -36,11 +39,31 @@ def server_key(settings: Settings) -> str | None:
     return keys[0] if keys else None
 
 
-def open_database(settings: Settings) -> Database:
-    """The store named by the settings, migrated to the newest schema."""
+def open_database(settings: Settings, create: bool = True) -> Database:
+    """The store named by the settings, migrated to the newest schema.
+
+    ``create=False`` is for commands that only read the store: where there is no store yet (a
+    missing SQLite file, a database without our tables), they say so in one line instead of
+    creating an empty one and reporting on it, so a wrong --data-dir is noticed.
+    """
+    url = make_url(settings.resolved_database_url)
+    shown = url.render_as_string(hide_password=True)
+    if not create and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not url.database.startswith("file:") and not Path(url.database).is_file():
+        raise click.ClickException(_NO_DATABASE.format(where=url.database))
     database = Database.for_settings(settings)
-    database.upgrade()
+    try:
+        if not create and not inspect(database.engine).has_table("alembic_version"):
+            raise click.ClickException(_NO_DATABASE.format(where=shown) + " (it has no personalize tables)")
+        database.upgrade()
+    except BaseException:
+        database.dispose()
+        raise
     return database
+
+
+_NO_DATABASE = ("no database at {where}; start the service (personalize serve) or import data first "
+                "(personalize import ...), or point --data-dir / --database-url at an existing one")
 
 
 def parse_time(text: str | None) -> float | None:

@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker, Session
 
+from personalize.db_health import DatabaseHealth, is_sqlite_outage, is_unavailable
+
 if TYPE_CHECKING:
     from personalize.config import Settings
 
@@ -28,6 +30,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: for processes that run no such thread.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_INTERVAL = 0.25
+#: SQLite: how long a writer waits for another process's write lock before giving up (a 503).
+SQLITE_BUSY_TIMEOUT = 30.0
+#: PostgreSQL: seconds to wait for a new connection (libpq waits for the OS's TCP timeout, minutes,
+#: by default): a database that does not answer is an outage, not a request hung for minutes.
+POSTGRES_CONNECT_TIMEOUT = 10
 
 
 def _json_dumps(value: object) -> str:
@@ -41,7 +48,7 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False},
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
             json_serializer=_json_dumps, json_deserializer=orjson.loads,
         )
 
@@ -53,7 +60,7 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cursor.close()
 
@@ -65,9 +72,18 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
             # machinery would cost more than SQLite's BEGIN itself.
             conn.connection.dbapi_connection.execute("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
+        @event.listens_for(engine, "handle_error")
+        def _sqlite_disconnect(context):  # type: ignore[no-untyped-def]
+            # An I/O error, a read-only or unopenable file: replace the connection (and the pool's
+            # older ones) as SQLAlchemy does for a lost server connection; the file may be back anew.
+            if is_sqlite_outage(context.original_exception, reconnect=True):
+                context.is_disconnect = True
+
         return engine
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT}
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_dumps, json_deserializer=orjson.loads
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args,
+        json_serializer=_json_dumps, json_deserializer=orjson.loads,
     )
 
 
@@ -130,6 +146,7 @@ class Database:
         self.sessions = make_sessionmaker(self.engine)
         self.read = make_sessionmaker(self.engine, readonly=True)
         self._readonly_engine = self.engine.execution_options(readonly=True)
+        self.health = DatabaseHealth(self.engine)
         self._lock: threading.Lock | None = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._write_guard: ContextManager[object] = self._lock if self._lock is not None else nullcontext()
         self._stop = threading.Event()
@@ -153,6 +170,8 @@ class Database:
         with self._write_guard, self.sessions.begin() as session:
             yield session
         self._written = True
+        if not self.health.available:
+            self.health.back()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -166,6 +185,8 @@ class Database:
         if self._lock is None:
             with self.engine.begin() as connection:
                 yield connection
+            if not self.health.available:
+                self.health.back()
             return
         with self._lock:
             connection = self._writer
@@ -174,12 +195,16 @@ class Database:
             try:
                 with connection.begin():
                     yield connection
-            except BaseException:
-                if connection.invalidated:  # e.g. a disk error: the next transaction opens a new connection
+            except BaseException as error:
+                # A disk error, a lock held too long: the next transaction opens a new connection.
+                if connection.invalidated or (isinstance(error, Exception) and is_unavailable(error)):
                     self._writer = None
+                    connection.invalidate()
                     connection.close()
                 raise
         self._written = True
+        if not self.health.available:
+            self.health.back()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -21,6 +21,7 @@ from typing import Callable
 from personalize import store
 from personalize.config import Settings
 from personalize.db import Database
+from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
 from personalize.vw import Model
 
@@ -125,9 +126,12 @@ class Learner:
         while not self._stop.is_set():
             try:
                 learned = self.step()
-            except Exception:  # keep learning after a transient database error
-                log.exception("learner step failed; restoring from the last snapshot and retrying")
+            except Exception as error:  # keep learning after a transient database error
                 self.invalidate()
+                if self.db.health.failed(error):  # an outage: logged once by db_health; retry at a calm pace
+                    self._stop.wait(OUTAGE_BACKOFF)
+                    continue
+                log.exception("learner step failed; restoring from the last snapshot and retrying")
                 learned = 0
             if learned < self.settings.learner_batch:
                 # Pause between steps even when busy: events then arrive in batches, and the

@@ -21,6 +21,7 @@ from personalize import store
 from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.config import Settings
 from personalize.db import Database
+from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import MAX_ID_LENGTH, id_problem, load_training_data
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
@@ -181,7 +182,7 @@ class Service:
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
         self.learner: Learner | None = None
-        self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
+        self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
         self._candidates_loaded = False
         self._candidates_lock = threading.Lock()
         self._train_lock = threading.Lock()
@@ -211,8 +212,9 @@ class Service:
     def _load_candidates_quietly(self) -> None:
         try:
             self._candidate_engine()
-        except Exception:  # the first Rank by userId retries and reports the error to its caller
-            log.exception("could not load the candidate generators at start")
+        except Exception as error:  # the first Rank by userId retries and reports the error to its caller
+            if not self.db.health.failed(error):
+                log.exception("could not load the candidate generators at start")
 
     def close(self) -> None:
         """Stop background threads and release the database (safe to call twice)."""
@@ -239,8 +241,11 @@ class Service:
         while not self._stop.wait(self.settings.model_poll_interval):
             try:
                 self._load_latest_model()
-            except Exception:
-                log.exception("could not load the newest model snapshot; will retry")
+            except Exception as error:
+                if self.db.health.failed(error):  # an outage is logged once, by db_health; retry at a calm pace
+                    self._stop.wait(OUTAGE_BACKOFF)
+                else:
+                    log.exception("could not load the newest model snapshot; will retry")
 
     # -- API operations ----------------------------------------------------------------
     def _candidate_engine(self) -> CandidateEngine:
@@ -357,8 +362,9 @@ class Service:
             return
         try:
             self.learner.step()
-        except Exception:  # the reward is stored; the next step retries the learning
-            log.exception("inline learning failed; will retry on the next call")
+        except Exception as error:  # the reward is stored; the next step retries the learning
+            if not self.db.health.failed(error):
+                log.exception("inline learning failed; will retry on the next call")
             self.learner.invalidate()
 
     def status(self) -> dict[str, Any]:

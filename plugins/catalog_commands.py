@@ -29,8 +29,9 @@ BATCH = 1000
 ERRORS_SHOWN = 20
 
 
-def _sessions(settings: Settings) -> sessionmaker[Session]:
-    return open_database(settings).sessions
+def _sessions(settings: Settings, create: bool = True) -> sessionmaker[Session]:
+    """Sessions on the store; ``create=False`` for commands that need data already there (no new empty store)."""
+    return open_database(settings, create).sessions
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -202,7 +203,7 @@ def train(names: tuple[str, ...], config_file: str | None, database_url: str | N
     from personalize.candidates import fit_generators, save_generators
     from personalize.plugins import UnknownGeneratorError
 
-    sessions = _sessions(settings_from(config_file, database_url, data_dir))
+    sessions = _sessions(settings_from(config_file, database_url, data_dir), create=False)
     with sessions() as session:
         data = load_training_data(session)
     click.echo(f"training on {len(data.item_ids)} items, {len(data.user_ids)} users, {len(data.values)} interactions")
@@ -237,7 +238,7 @@ def evaluate_generators_command(names: tuple[str, ...], k: int, holdout: float, 
 
         data = TrainingData.build(((m["id"], m["features"], m["created_at"], True) for m in load_movies()), load_ratings())
     else:
-        with _sessions(settings_from(config_file, database_url, data_dir))() as session:
+        with _sessions(settings_from(config_file, database_url, data_dir), create=False)() as session:
             data = load_training_data(session)
     known = list(generator_classes())
     unknown = [n for n in names if n not in known]

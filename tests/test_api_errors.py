@@ -88,6 +88,53 @@ def test_unknown_url_and_method_are_json(client: Any) -> None:
     assert_error(client.get(RANK), 405)
 
 
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/personalizer/v1.0/nope"),
+    ("POST", "/personalizer/v1.0/ranking"),
+    ("POST", "/personalizer/rnk"),  # the preview SDK's prefix
+    ("DELETE", "/personalizer/v1.0/catalog"),
+])
+def test_an_unknown_operation_under_the_prefix_is_named_not_blamed_on_the_prefix(make_app: Any, method: str, path: str) -> None:
+    error = assert_error(make_app(start=False).test_client().open(path, method=method), 404)
+    assert error["message"].startswith(f"There is no operation {method} {path};"), error
+    assert "docs/api.md" in error["message"] and "/openapi.json" in error["message"]
+    assert "prefix" not in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/rank", "/v1.0/rank", "/personaliser/v1.0/rank", "/"])
+def test_a_path_outside_the_prefix_says_to_check_the_prefix(make_app: Any, path: str) -> None:
+    error = assert_error(make_app(start=False).test_client().post(path, json={}), 404)
+    assert error["message"].startswith(f"{path} is not under the API's prefix"), error
+    assert "/personalizer/v1.0/" in error["message"]
+
+
+def _assert_no_content(response: Any) -> None:
+    assert response.status_code == 204, response.data
+    assert response.data == b""
+    assert "Content-Type" not in response.headers and "Content-Length" not in response.headers, dict(response.headers)
+
+
+def test_204_answers_carry_no_body_and_no_content_type(make_app: Any) -> None:
+    client = make_app(start=False).test_client()
+    event_id = client.post(RANK, json={"actions": ACTIONS}).json["eventId"]
+    _assert_no_content(client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1.0}))
+    deferred = client.post(RANK, json={"actions": ACTIONS, "deferActivation": True}).json["eventId"]
+    _assert_no_content(client.post(f"/personalizer/v1.0/events/{deferred}/activate"))
+    assert client.put("/personalizer/v1.0/catalog/items/m1", json={"features": {"genre": "x"}}).status_code == 201
+    _assert_no_content(client.delete("/personalizer/v1.0/catalog/items/m1"))
+    assert client.get("/personalizer/v1.0/health").headers["Content-Type"] == "application/json"  # others keep theirs
+
+
+def test_204_over_http_has_no_content_type(live_server: str) -> None:
+    import requests
+
+    event_id = requests.post(live_server + RANK, json={"actions": ACTIONS}, timeout=10).json()["eventId"]
+    response = requests.post(f"{live_server}/personalizer/v1.0/events/{event_id}/reward", json={"value": 1.0}, timeout=10)
+    assert response.status_code == 204 and response.content == b""
+    assert "Content-Type" not in response.headers and "Content-Length" not in response.headers, dict(response.headers)
+    assert "Transfer-Encoding" not in response.headers
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),

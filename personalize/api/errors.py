@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "refuse_unknown_fields", "register_error_handlers"]
+from personalize.db_health import RETRY_AFTER_SECONDS, is_unavailable
+
+__all__ = ["ApiError", "refuse_unknown_fields", "register_error_handlers", "service_unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,29 @@ _HTTP_CODES = {
 }
 
 _HTTP_HINTS = {
-    404: "Check the URL: the API lives under /personalizer/v1.0/ (see docs/api.md).",
     405: "Check the HTTP method for this URL in docs/api.md.",
     413: "The request body is larger than the limit (max_body_bytes); send less per call, "
          "or raise PERSONALIZE_MAX_BODY_BYTES.",
 }
+
+
+def _not_found() -> str:
+    """A 404's message: an operation that does not exist, or (outside /personalizer/) a wrong prefix."""
+    path = request.path if len(request.path) <= 200 else request.path[:200] + "..."
+    if request.path.startswith("/personalizer/"):
+        return (f"There is no operation {request.method} {path}; the operations are listed in docs/api.md "
+                "and GET /openapi.json.")
+    return (f"{path} is not under the API's prefix: the operations live under /personalizer/v1.0/ "
+            "(e.g. POST /personalizer/v1.0/rank); check the URL's prefix (see docs/api.md or GET /openapi.json).")
+
+
+def service_unavailable() -> Response:
+    """The 503 for a call refused because the database is unreachable: nothing was stored, retry later."""
+    response = jsonify(ApiError(503, "ServiceUnavailable", "The database is unreachable, so nothing was done or "
+                                f"stored; retry in {RETRY_AFTER_SECONDS} seconds.").body())
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -65,7 +85,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         status = exc.code or 500
-        message = _HTTP_HINTS.get(status) or exc.description or exc.name
+        message = _not_found() if status == 404 else _HTTP_HINTS.get(status) or exc.description or exc.name
         if status == 413 and current_app.config.get("MAX_CONTENT_LENGTH"):
             message = message.replace("the limit", f"the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes")
         body = {"error": {"code": _HTTP_CODES.get(status, exc.name.replace(" ", "")), "message": message}}
@@ -73,6 +93,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        if is_unavailable(exc):  # an outage, not a bug: one log line when it starts (db_health), a 503 per call
+            service = current_app.extensions.get("personalize")
+            if service is not None:
+                service.db.health.lost(exc)
+            return service_unavailable()
         log.exception("unhandled error")
         body = {"error": {"code": "InternalServerError", "message": f"Unexpected server error ({type(exc).__name__}); see the server log."}}
         return jsonify(body), 500

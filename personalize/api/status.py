@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify
 
 from personalize.api._common import service
 from personalize.api.auth import is_admin_request
+from personalize.api.errors import service_unavailable
 
 bp = Blueprint("status", __name__, url_prefix="/personalizer/v1.0")
 
@@ -18,5 +19,8 @@ def status():  # type: ignore[no-untyped-def]
 
 @bp.get("/health")
 def health():  # type: ignore[no-untyped-def]
-    """Liveness probe; also the 'bare endpoint' the benchmarks compare against."""
+    """Readiness for load balancers: 503 while the database is unreachable (checked at most once a
+    second, see db_health.PROBE_INTERVAL); also the 'bare endpoint' the benchmarks compare against."""
+    if not service().db.health.probe():
+        return service_unavailable()
     return jsonify({"status": "ok"})

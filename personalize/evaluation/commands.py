@@ -7,20 +7,19 @@ from typing import Iterator
 
 import click
 
-from personalize.cli_options import parse_time
+from personalize.cli_options import open_database, parse_time, settings_from, settings_options
+from personalize.config import Settings
 from personalize.hookspecs import hookimpl
 
 __all__ = ["evaluate_command", "register_commands", "store_lines"]
 
 
-def store_lines(config_file: str | None, since: float | None, until: float | None) -> Iterator[str]:
+def store_lines(settings: Settings, since: float | None, until: float | None) -> Iterator[str]:
     """DSJSON lines of the learned events in the service's store, in the order they were learned."""
-    from personalize.config import load_settings
-    from personalize.db import Database
     from personalize.dsjson import event_line
     from personalize.store import iter_events
 
-    database = Database.for_settings(load_settings(config_file=config_file))
+    database = open_database(settings, create=False)  # a missing store is an error, not a new empty one
     try:
         with database.read() as session:
             for event in iter_events(session, since=since, until=until):  # learned events only
@@ -36,36 +35,36 @@ def store_lines(config_file: str | None, since: float | None, until: float | Non
                    "squarecb_actions settings (from --config / PERSONALIZE_*).")
 @click.option("--logs", type=click.Path(exists=True, dir_okay=False),
               help="A DSJSON file (personalize logs export --format dsjson); default: the service's own store.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="Service settings file naming the store (else PERSONALIZE_* variables and defaults).")
 @click.option("--since", help="First event time (UNIX seconds or ISO date), store only.")
 @click.option("--until", help="End of the window (exclusive), store only.")
 @click.option("--bootstrap", default=200, show_default=True, help="Bootstrap resamples for the 95% intervals.")
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def evaluate_command(policies: tuple[str, ...], logs: str | None, config_file: str | None, since: str | None,
-                     until: str | None, bootstrap: int, seed: int, as_json: bool) -> None:
+@settings_options
+def evaluate_command(policies: tuple[str, ...], logs: str | None, since: str | None, until: str | None,
+                     bootstrap: int, seed: int, as_json: bool, config_file: str | None, database_url: str | None,
+                     data_dir: str | None) -> None:
     """Estimate what other learning policies would have earned on the logged events.
 
     Each policy is replayed through a fresh VW on the events in the order the service learned
     them, and its value is estimated with IPS, SNIPS, DM, DR, SNDR and Switch-DR (95% bootstrap
     intervals), beside the online policy's actual mean reward.
     """
-    from personalize.config import load_settings
     from personalize.evaluation.evaluate import evaluate, format_table
     from personalize.evaluation.replay import parse_dsjson
 
+    settings = settings_from(config_file, database_url, data_dir)
     if logs:
         if since or until:
             raise click.UsageError("--since/--until filter the store; filter a --logs file before passing it")
         with open(logs, encoding="utf-8") as fh:
             events = list(parse_dsjson(fh))
     else:
-        events = list(parse_dsjson(store_lines(config_file, parse_time(since), parse_time(until))))
+        events = list(parse_dsjson(store_lines(settings, parse_time(since), parse_time(until))))
     if not events:
         raise click.ClickException("no learned events with rewards in the selection; nothing to evaluate")
     click.echo(f"{len(events)} logged events", err=True)
-    rows = evaluate(events, policies, reps=bootstrap, seed=seed, settings=load_settings(config_file=config_file))
+    rows = evaluate(events, policies, reps=bootstrap, seed=seed, settings=settings)
     if as_json:
         click.echo(json.dumps([{"policy": r.policy, "estimates": r.estimates, "intervals": r.intervals}
                                for r in rows], indent=2))

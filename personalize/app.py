@@ -9,7 +9,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from personalize.api import catalog, errors, events, rank, status
+from personalize.api import catalog, errors, events, openapi, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
 
@@ -44,6 +44,7 @@ def create_app(
     for blueprint in (rank.bp, events.bp, status.bp, catalog.bp):
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
+    app.register_blueprint(openapi.bp)
     if start:
         service.start()
     return app

@@ -207,11 +207,12 @@ def _feature(key: Any, value: Any) -> Any:
                                     "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
         return value
     if isinstance(value, list):
-        if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH for v in value):
-            return value
+        if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH and not v.startswith("_") for v in value):
+            return value  # strings become feature names in Rank: VW reserves names starting with '_'
         if all(_feature_number(v) for v in value):
             return value
-        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers within +-{MAX_MAGNITUDE:g}")
+        raise InvalidRow(field, f"{field} must be a list of strings (not starting with '_') or a list of finite numbers "
+                                f"within +-{MAX_MAGNITUDE:g}")
     raise InvalidRow(field, f"{field} must be a string, number, boolean or list; flatten nested objects")
 
 

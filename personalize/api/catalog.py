@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError
@@ -104,6 +104,6 @@ def post_interactions() -> tuple[Response, int]:
 def train_generators() -> tuple[Response, int]:
     """Refit the candidate generators now (what `personalize train` does), e.g. after an import."""
     body = json_body(required=False)
-    if body is not None:
+    if body is not None or request.content_length:  # no body trains all; a JSON null is not an object
         service().schemas.check("TrainRequest", body)
     return jsonify(service().train_generators(body)), 200

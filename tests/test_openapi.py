@@ -13,10 +13,12 @@ import re
 from urllib.parse import unquote
 from typing import Any, Iterator
 
+import jsonschema_rs
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import load_all_checks, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, positive_data_acceptance, response_schema_conformance,
@@ -25,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from personalize.api.schemas import OPERATIONS, openapi_document
 from personalize.config import load_settings
+from personalize.features import ACTION_INDEX, MAX_DEPTH, FeatureError, feature_namespaces
 from tests.conftest import LiveServer
 
 load_all_checks()
@@ -154,3 +157,56 @@ def test_every_route_is_documented_and_every_documented_operation_exists(live_ap
 def test_the_document_is_served_under_both_paths(live_app: Any) -> None:
     client = live_app.test_client()
     assert client.get("/openapi.json").json == client.get("/personalizer/v1.0/openapi.json").json
+
+
+# -- the FeatureList schema and personalize/features.py accept the same feature lists -----------------
+_FEATURE_LIST = jsonschema_rs.Draft202012Validator(
+    {"components": {"schemas": DOCUMENT["components"]["schemas"]}, "$ref": "#/components/schemas/FeatureList"})
+_keys = st.sampled_from(["a", "b", "c", "é", "a b", "_x", "", "ActionId", "k" * 257])
+_edges = st.sampled_from(["_s", "x" * 4096, "x" * 4097, 1e8, -1e8, 100_000_001, 1.2e8, -3e8, 10**20, 2**63])
+_scalars = st.one_of(_edges, _edges, _edges, st.none(), st.booleans(), st.integers(-10, 10),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+                       max_leaves=12)
+_feature_lists = st.none() | st.dictionaries(_keys, _values, max_size=3) | st.lists(
+    st.dictionaries(_keys, _values, max_size=3) | _scalars, max_size=3)
+
+
+def _features_accept(features: Any) -> bool:
+    try:
+        feature_namespaces(features, "features", ACTION_INDEX)
+        return True
+    except FeatureError:
+        return False
+
+
+def _merge_conflict(features: Any) -> bool:
+    """A name in two objects of one list: features.py refuses what the schema cannot see."""
+    if not isinstance(features, list):
+        return False
+    seen: set[str] = set()
+    for obj in features:
+        if isinstance(obj, dict):
+            if seen & set(obj):
+                return True
+            seen.update(obj)
+    return False
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_feature_lists)
+def test_features_py_accepts_exactly_what_the_feature_list_schema_allows(features: Any) -> None:
+    schema_valid = _FEATURE_LIST.is_valid(features)
+    if _merge_conflict(features):
+        assert not _features_accept(features) or schema_valid
+    else:
+        assert _features_accept(features) == schema_valid, features
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, MAX_DEPTH + 1])
+def test_nesting_limit_is_the_same_in_the_schema_and_features_py(depth: int) -> None:
+    nested: Any = {"v": 1}
+    for _ in range(depth):
+        nested = {"n": nested}
+    features = [nested]  # the list's object is level 1; `depth` objects nest below it
+    assert _FEATURE_LIST.is_valid(features) == _features_accept(features) == (depth <= MAX_DEPTH)

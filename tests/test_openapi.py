@@ -242,3 +242,12 @@ def test_nesting_limit_is_the_same_in_the_schema_and_features_py(depth: int) -> 
         nested = {"n": nested}
     features = [nested]  # the list's object is level 1; `depth` objects nest below it
     assert _FEATURE_LIST.is_valid(features) == _features_accept(features) == (depth <= MAX_DEPTH)
+
+
+def test_catalog_row_schemas_name_the_fields_the_import_parsers_take() -> None:
+    """`personalize import` parses rows with personalize/catalog.py; the API's row schemas list the same fields."""
+    from personalize.catalog import INTERACTION_FIELDS, ITEM_FIELDS
+
+    schemas = DOCUMENT["components"]["schemas"]
+    assert tuple(schemas["Interaction"]["properties"]) == INTERACTION_FIELDS
+    assert tuple(schemas["ItemRow"]["properties"]) == ITEM_FIELDS

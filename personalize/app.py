@@ -10,7 +10,7 @@ from flask import Flask, Response
 from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
-from personalize.api import auth, browsers, catalog, errors, events, rank, status
+from personalize.api import auth, browsers, catalog, errors, events, openapi, rank, status
 from personalize.config import Settings, load_settings
 from personalize.service import Service
 
@@ -58,6 +58,7 @@ def create_app(
     for blueprint in (rank.bp, events.bp, status.bp, catalog.bp):
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
+    app.register_blueprint(openapi.bp)
     auth.install(app, settings)  # first: an unauthenticated request learns nothing else
     browsers.install(app, settings)
     if start:

@@ -8,7 +8,7 @@ columns): items have ``id``, ``features``, ``createdAt``, ``active``; interactio
 ``userId``, ``itemId``, ``type``, ``value``, ``timestamp``, ``eventId``. Times are UNIX seconds
 or ISO 8601 strings, from year 1 to 9999 UTC (what ``datetime`` and the API's ISO answers can
 show). Ids follow the rule Rank's ids do (``id_problem``: non-empty, at most ``MAX_ID_LENGTH``
-printable characters) and are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
+characters, no control characters) and are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
 ``/`` (they are a segment of ``/catalog/items/{id}``). Interaction values are finite and at
 most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle.
 """
@@ -35,10 +35,16 @@ __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
-    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME",
+    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN", "ITEM_FIELDS", "ITEM_LOOKALIKES",
+    "MAX_TYPE_LENGTH",
 ]
 
 MAX_ID_LENGTH = 256
+#: The characters no id may hold (a regex class body): the control characters, Unicode category Cc.
+#: The API's schemas use the same class (personalize/api/schemas.py).
+ID_FORBIDDEN = "\\x00-\\x1f\\x7f-\\x9f"
+_CONTROL = re.compile(f"[{ID_FORBIDDEN}]")
+MAX_TYPE_LENGTH = 64
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
 #: Largest |value| of an interaction: summed per (user, item) and squared in float32 by the generators
@@ -51,6 +57,7 @@ ITEM_FIELDS = ("id", "features", "createdAt", "active")
 #: Item row keys that look like a misspelled field rather than a feature (compared without case, "_" or "-").
 _ITEM_LOOKALIKES = {"id": "id", "features": "features", "feature": "features", "createdat": "createdAt",
                     "active": "active", "updatedat": "updatedAt"}
+ITEM_LOOKALIKES = tuple(_ITEM_LOOKALIKES)
 INTERACTION_FIELDS = ("userId", "itemId", "type", "value", "timestamp", "eventId")
 _CHUNK = 500
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -103,8 +110,8 @@ def id_problem(value: Any) -> str | None:
         return "must be a non-empty string"
     if len(value) > MAX_ID_LENGTH:
         return f"is longer than {MAX_ID_LENGTH} characters; use a shorter id"
-    if not value.isprintable():
-        return "contains control or unprintable characters; use printable characters only"
+    if _CONTROL.search(value):
+        return "contains control characters; remove them"
     return None
 
 
@@ -200,11 +207,12 @@ def _feature(key: Any, value: Any) -> Any:
                                     "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
         return value
     if isinstance(value, list):
-        if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH for v in value):
-            return value
+        if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH and not v.startswith("_") for v in value):
+            return value  # strings become feature names in Rank: VW reserves names starting with '_'
         if all(_feature_number(v) for v in value):
             return value
-        raise InvalidRow(field, f"{field} must be a list of strings or a list of finite numbers within +-{MAX_MAGNITUDE:g}")
+        raise InvalidRow(field, f"{field} must be a list of strings (not starting with '_') or a list of finite numbers "
+                                f"within +-{MAX_MAGNITUDE:g}")
     raise InvalidRow(field, f"{field} must be a string, number, boolean or list; flatten nested objects")
 
 
@@ -252,8 +260,9 @@ def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: f
     user_id = _identifier(row, "userId", "the user who interacted, as sent to Rank")
     item_id = _identifier(row, "itemId", "the catalog item's id")
     kind = row.get("type") or default_type
-    if not isinstance(kind, str) or len(kind) > 64 or not kind.isprintable():
-        raise InvalidRow("type", "type must be a string of at most 64 printable characters, e.g. view, click, rating, purchase")
+    if not isinstance(kind, str) or len(kind) > MAX_TYPE_LENGTH or _CONTROL.search(kind):
+        raise InvalidRow("type", f"type must be a string of at most {MAX_TYPE_LENGTH} characters without control characters, "
+                                 "e.g. view, click, rating, purchase")
     value = row.get("value")
     bound = f" with |value| <= {MAX_INTERACTION_VALUE:.0e} (1,000,000)"
     number = 1.0 if value in (None, "") else _number(value, "value", bound)

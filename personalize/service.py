@@ -7,7 +7,6 @@ to the database before the call returns, so an acknowledged event is never lost.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import uuid
@@ -18,12 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from personalize import store
-from personalize.api.errors import ApiError, refuse_unknown_fields
+from personalize.api.errors import ApiError
+from personalize.api.schemas import RequestSchemas
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
-from personalize.catalog import MAX_ID_LENGTH, id_problem, load_training_data
+from personalize.catalog import load_training_data
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
 from personalize.learner import Learner
 from personalize.models import Item
@@ -47,128 +47,43 @@ class RankRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-#: Rank body fields: Personalizer's, plus userId/numCandidates/generators for generated candidates.
-RANK_FIELDS = ("contextFeatures", "actions", "excludedActions", "eventId", "deferActivation", "userId", "numCandidates", "generators")
-ACTION_FIELDS = ("id", "features")
-_ACTION_KEYS = frozenset(ACTION_FIELDS)
-REWARD_FIELDS = ("value",)
+def parse_rank_request(body: Any, schemas: RequestSchemas) -> RankRequest:
+    """Validate a Personalizer Rank body: first against the RankRequest schema (fields, types, limits),
+    then the rules a schema cannot state. Every error names the field and the fix.
 
-
-def _check_id(value: Any, target: str, what: str) -> str:
-    problem = id_problem(value)
-    if problem is not None:
-        raise ApiError(400, "BadRequest", f"{target} {problem} ({what}).", target)
-    return value
-
-
-def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
-    """Validate a Personalizer Rank body; every error names the field and the fix.
-
-    Without ``actions`` the body must name a ``userId``: its candidates are generated later.
+    Without ``actions`` the body names a ``userId``: its candidates are generated later.
     """
-    if not isinstance(body, dict):
-        raise ApiError(400, "BadRequest", "The request body must be a JSON object with contextFeatures and actions.")
-    refuse_unknown_fields(body, RANK_FIELDS, "a Rank request")
-    event_id = body.get("eventId")
-    if event_id is None:
-        event_id = uuid.uuid4().hex
-    else:
-        if event_id == "":
-            raise ApiError(400, "BadRequest", "eventId is empty; send a unique id, or leave eventId out to have one generated.", "eventId")
-        event_id = _check_id(event_id, "eventId", "a unique id for this decision")
-        if any(segment in (".", "..") for segment in event_id.split("/")):
-            raise ApiError(400, "BadRequest", f"eventId {event_id!r} has a '.' or '..' path segment, which HTTP clients "
-                           "rewrite in the reward URL (/events/{eventId}/reward); use another id.", "eventId")
-    defer = body.get("deferActivation", False)
-    if defer is None:
-        defer = False
-    if not isinstance(defer, bool):
-        raise ApiError(400, "BadRequest", "deferActivation must be true or false.", "deferActivation")
+    schemas.check("RankRequest", body)
+    event_id = body.get("eventId") or uuid.uuid4().hex
     user_id = body.get("userId")
-    if user_id is not None:
-        user_id = _check_id(user_id, "userId", "the user this decision is for")
     context = feature_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX)
-
     raw_actions = body.get("actions")
     actions: list[tuple[str, dict[str, Any]]] = []
-    if raw_actions is None:
-        if user_id is None:
-            raise ApiError(
-                400, "BadRequest",
-                "actions is required: send a non-empty array of {id, features}, or a userId and no actions to have "
-                "candidates generated from the catalog.", "actions",
-            )
-    else:
-        if not isinstance(raw_actions, list):
-            raise ApiError(400, "BadRequest", "actions must be an array of {\"id\": ..., \"features\": [...]} objects.", "actions")
-        if not raw_actions:
-            raise ApiError(400, "BadRequest", "actions is empty; send at least one action to rank.", "actions")
-        if len(raw_actions) > settings.max_actions:
-            raise ApiError(
-                400, "TooManyActions",
-                f"actions has {len(raw_actions)} entries; at most {settings.max_actions} are accepted "
-                "(send fewer, or raise PERSONALIZE_MAX_ACTIONS).", "actions",
-            )
+    if raw_actions is not None:
         seen: set[str] = set()
         for i, action in enumerate(raw_actions):
-            if not isinstance(action, dict):
-                raise ApiError(400, "BadRequest", f"actions[{i}] must be an object with id and features.", f"actions[{i}]")
-            if not _ACTION_KEYS.issuperset(action):
-                refuse_unknown_fields(action, ACTION_FIELDS, "an action", f"actions[{i}]")
-            action_id = action.get("id")
-            if not (type(action_id) is str and 0 < len(action_id) <= MAX_ID_LENGTH and action_id.isprintable()):
-                action_id = _check_id(action_id, f"actions[{i}].id", "unique within this request")  # raises the exact error
+            action_id = action["id"]
             if action_id in seen:
                 raise ApiError(400, "DuplicateActionId", f"actions[{i}].id {action_id!r} appears twice; action ids must be unique.", f"actions[{i}].id")
             seen.add(action_id)
             actions.append((action_id, feature_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX)))
-
-    for key in ("numCandidates", "generators"):
-        if raw_actions is not None and key in body:
-            raise ApiError(400, "BadRequest", f"{key} applies to Rank by userId without actions (generated candidates); "
-                           f"send actions or {key}, not both.", key)
-    raw_excluded = body.get("excludedActions")
-    if raw_excluded is None:
-        raw_excluded = []
-    if not isinstance(raw_excluded, list):
-        raise ApiError(400, "BadRequest", "excludedActions must be an array of action ids.", "excludedActions")
-    excluded: list[str] = []
-    ids = {a for a, _ in actions}
-    for i, value in enumerate(raw_excluded):
-        target = f"excludedActions[{i}]"
-        value = _check_id(value, target, "the id of an action to exclude")
-        if actions and value not in ids:
-            raise ApiError(400, "UnknownExcludedAction", f"{target} {value!r} is not the id of any action in this request.", target)
-        excluded.append(value)
-    if actions and ids.issubset(excluded):
-        raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
-    return RankRequest(event_id=event_id, context=context, actions=actions, excluded=excluded, defer=defer, user_id=user_id)
+    excluded: list[str] = body.get("excludedActions") or []
+    if actions and excluded:
+        ids = {a for a, _ in actions}
+        for i, value in enumerate(excluded):
+            if value not in ids:
+                target = f"excludedActions[{i}]"
+                raise ApiError(400, "UnknownExcludedAction", f"{target} {value!r} is not the id of any action in this request.", target)
+        if ids.issubset(excluded):
+            raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
+    return RankRequest(event_id=event_id, context=context, actions=actions, excluded=list(excluded),
+                       defer=bool(body.get("deferActivation")), user_id=user_id)
 
 
-def _generator_names(value: Any) -> list[str] | None:
-    """The optional ``generators`` field: absent, or a non-empty list of names."""
-    if value is not None and (not isinstance(value, list) or not value or not all(isinstance(n, str) and n for n in value)):
-        raise ApiError(400, "BadRequest", 'generators must be a non-empty array of names, e.g. ["item_knn", "popular"].', "generators")
-    return value
-
-
-def parse_reward_value(body: Any, settings: Settings) -> float:
-    if not isinstance(body, dict) or "value" not in body:
-        raise ApiError(400, "BadRequest", 'The reward body must be a JSON object like {"value": 1.0}.', "value")
-    refuse_unknown_fields(body, REWARD_FIELDS, 'a reward (send {"value": 1.0})')
-    value = body["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(400, "InvalidRewardValue", f"value must be a number, not {type(value).__name__}.", "value")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ApiError(400, "InvalidRewardValue", "value must be a finite number.", "value")
-    if not settings.reward_min <= value <= settings.reward_max:
-        raise ApiError(
-            400, "InvalidRewardValue",
-            f"value {value} is outside the accepted range [{settings.reward_min}, {settings.reward_max}]; "
-            "scale your reward (or change PERSONALIZE_REWARD_MIN/MAX).", "value",
-        )
-    return value
+def parse_reward_value(body: Any, schemas: RequestSchemas) -> float:
+    """The reward's value, validated by the RewardRequest schema (a number within the reward range)."""
+    schemas.check("RewardRequest", body)
+    return float(body["value"])
 
 
 class Service:
@@ -177,6 +92,7 @@ class Service:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
+        self.schemas = RequestSchemas(settings)
         self.db = Database.for_settings(settings)
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
@@ -269,7 +185,7 @@ class Service:
         """
         if self.candidates is None:
             raise ApiError(422, "GeneratorsDisabled", "No candidate generators are enabled; set PERSONALIZE_GENERATORS.", "generators")
-        names = _generator_names(body.get("generators") if body else None)
+        names = body.get("generators") if body else None  # checked by the TrainRequest schema
         with self._train_lock:
             with self.db.read() as session:
                 data = load_training_data(session)
@@ -288,10 +204,9 @@ class Service:
 
     def _generate_actions(self, request: RankRequest, body: dict[str, Any]) -> None:
         """Fill ``request.actions`` from the candidate generators (Rank by userId, no actions)."""
-        n = body.get("numCandidates", self.settings.num_candidates)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.settings.max_actions:
-            raise ApiError(400, "BadRequest", f"numCandidates must be an integer from 1 to {self.settings.max_actions}.", "numCandidates")
-        names = _generator_names(body.get("generators"))
+        # The schema bounds numCandidates (an integer, 5.0 included); the default is capped like it.
+        n = int(body.get("numCandidates", min(self.settings.num_candidates, self.settings.max_actions)))
+        names = body.get("generators")
         engine = self._candidate_engine()
         try:
             proposed = engine.propose(request.user_id, body.get("contextFeatures"), n, names, None, seed_for(request.event_id))
@@ -307,7 +222,7 @@ class Service:
             raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
 
     def rank(self, body: Any) -> dict[str, Any]:
-        request = parse_rank_request(body, self.settings)
+        request = parse_rank_request(body, self.schemas)
         if not request.actions:  # a userId and no actions
             self._generate_actions(request, body)
         excluded = set(request.excluded)
@@ -344,7 +259,7 @@ class Service:
         return {"eventId": request.event_id, "rewardActionId": ranking[0]["id"], "ranking": ranking}
 
     def reward(self, event_id: str, body: Any) -> None:
-        value = parse_reward_value(body, self.settings)
+        value = parse_reward_value(body, self.schemas)
         with self.db.transaction() as connection:
             store.add_reward(connection, event_id, value, self.clock(), self.settings.reward_aggregation)
         self._learn_inline()

@@ -51,6 +51,8 @@ def assert_error(response: Any, status: int, target: str | None = None) -> dict[
         ({"actions": ACTIONS, "contextFeatures": [{"u": {"x": 1e20}}]}, "contextFeatures[0].u.x"),
         ({"actions": ACTIONS, "contextFeatures": [{"x": -2**62}]}, "contextFeatures[0].x"),
         ({"actions": [{"id": "a", "features": [{"p": [1, 3e8]}]}]}, "actions[0].features[0].p[1]"),
+        # strings of an array become feature names: VW's parser fails on names starting with '_' (schemathesis)
+        ({"actions": [{"id": "a", "features": [{"x": {"tags": ["ok", "_b"]}}]}]}, "actions[0].features[0].x.tags"),
     ],
 )
 def test_bad_rank_requests(client: Any, body: dict[str, Any], target: str) -> None:

@@ -26,7 +26,8 @@ from personalize.cli import cli
 from personalize.cli_options import parse_time as cli_parse_time
 from personalize.features import MAX_MAGNITUDE
 from personalize.features import ACTION_INDEX, feature_namespaces
-from personalize.service import _check_id
+from personalize.api.schemas import RequestSchemas
+from personalize.config import load_settings
 from personalize.db import make_engine, make_sessionmaker, upgrade_schema
 from personalize.models import Interaction, Item
 
@@ -84,7 +85,7 @@ def client(sessions: sessionmaker[Session]) -> Any:
     app = Flask(__name__)
     register_error_handlers(app)
     app.register_blueprint(catalog_api.bp)
-    app.extensions["personalize"] = SimpleNamespace(sessions=sessions)
+    app.extensions["personalize"] = SimpleNamespace(sessions=sessions, schemas=RequestSchemas(load_settings({}, env={})))
     return app.test_client()
 
 
@@ -231,7 +232,7 @@ def test_interaction_values_are_bounded(client: Any, sessions: sessionmaker[Sess
     if value != 10**400:  # the HTTP body parser refuses such integers itself
         bad = client.post(INTERACTIONS, json={"interactions": [{"userId": "u1", "itemId": "i3", "value": value}]})
         assert bad.status_code == 400 and "interactions[0].value" in bad.json["error"]["message"]
-        assert "1e+06" in bad.json["error"]["message"]
+        assert "1000000" in bad.json["error"]["message"]
     good = [{"userId": "u1", "itemId": "i3", "value": catalog.MAX_INTERACTION_VALUE},
             {"userId": "u1", "itemId": "i4", "value": -catalog.MAX_INTERACTION_VALUE}]
     assert client.post(INTERACTIONS, json={"interactions": good}).status_code == 201
@@ -271,11 +272,12 @@ SAMPLE_IDS = ["u1", "", "u\x00", "u\n", "tab\there", "\u200b", "x" * 256, "x" * 
 def test_interaction_ids_follow_ranks_rules(client: Any, sessions: sessionmaker[Session]) -> None:
     nul = client.post(INTERACTIONS, json={"interactions": [{"userId": "u\u0000", "itemId": "i1"}]})
     assert nul.status_code == 400 and "interactions[0].userId" in nul.json["error"]["message"]
-    assert "printable" in nul.json["error"]["message"]
+    assert "control characters" in nul.json["error"]["message"]
     assert _count(sessions, Interaction) == 0
+    rank_schemas = RequestSchemas(load_settings({}, env={}))
     for sample in SAMPLE_IDS:  # every id Rank refuses is refused here too, so no stored history is unusable
         try:
-            _check_id(str(sample) if type(sample) is int else sample, "userId", "the user")  # numbers are stored as text
+            rank_schemas.check("RankRequest", {"userId": str(sample) if type(sample) is int else sample})  # numbers are stored as text
             rank_accepts = True
         except ApiError:
             rank_accepts = False

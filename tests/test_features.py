@@ -121,3 +121,11 @@ def test_the_one_pass_path_agrees_with_the_careful_one(features: object) -> None
     except FeatureError as error:
         got = (error.target, error.message)
     assert got == expected
+
+
+def test_strings_of_an_array_may_not_start_with_an_underscore() -> None:
+    """They become feature names, and VW's JSON parser fails on '_' names (found by schemathesis)."""
+    from personalize.features import ACTION_INDEX, FeatureError, feature_namespaces
+
+    with pytest.raises(FeatureError):
+        feature_namespaces([{"x": {"tags": ["ok", "_b"]}}], "features", ACTION_INDEX)

@@ -6,8 +6,10 @@
 - ``DELETE /personalizer/v1.0/catalog/items/<id>``: deactivate (history keeps pointing at it)
 - ``POST   /personalizer/v1.0/interactions``: bulk insert ``{"interactions": [...]}``
 
-Bulk calls are all-or-nothing: one bad row rejects the call, and the error names every bad row
-(an id sent twice in one items call is a bad row too). A body field the call does not take is a
+Bodies are checked against their schemas (personalize/api/schemas.py, also /openapi.json), then
+row by row by the catalog's parsers (shared with `personalize import`). Bulk calls are
+all-or-nothing: one bad row rejects the call, and the error names every bad row (an id sent
+twice in one items call is a bad row too). A body field the call does not take is a
 ``400 UnknownField``: a misspelling is never silently ignored.
 """
 
@@ -15,38 +17,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from personalize.api._common import json_body, service
-from personalize.api.errors import ApiError, refuse_unknown_fields
+from personalize.api.errors import ApiError
 from personalize.catalog import (
     RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
     upsert_items, validate_rows,
 )
 from personalize.models import Item
 
-__all__ = ["bp", "MAX_BULK_ROWS"]
+__all__ = ["bp"]
 
 bp = Blueprint("catalog", __name__, url_prefix="/personalizer/v1.0")
 
-#: Most rows in one bulk call; larger loads belong in `personalize import`.
-MAX_BULK_ROWS = 10_000
-
-
-def _body() -> dict[str, Any]:
-    body = json_body(required=False)
-    if not isinstance(body, dict):
-        raise ApiError(400, "BadRequest", "The body must be a JSON object; send Content-Type: application/json.")
+def _body(schema: str) -> dict[str, Any]:
+    """The request body, checked against ``schema`` (personalize/api/schemas.py: fields, types, limits)."""
+    body = json_body()
+    service().schemas.check(schema, body)
     return body
-
-
-def _rows(body: dict[str, Any], key: str) -> list[tuple[int, Any]]:
-    rows = body.get(key)
-    if not isinstance(rows, list) or not rows:
-        raise ApiError(400, "BadRequest", f"{key} must be a non-empty array.", key)
-    if len(rows) > MAX_BULK_ROWS:
-        raise ApiError(400, "BadRequest", f"{key} has {len(rows)} rows; send at most {MAX_BULK_ROWS} per call.", key)
-    return list(enumerate(rows))
 
 
 def _rejected(key: str, errors: list[RowError]) -> ApiError:
@@ -55,16 +44,10 @@ def _rejected(key: str, errors: list[RowError]) -> ApiError:
     return ApiError(400, "InvalidRows", f"{len(errors)} row(s) rejected, nothing stored: {details}{more}", f"{key}[{errors[0].line}]")
 
 
-def _objects_only(rows: list[tuple[int, Any]], key: str) -> None:
-    bad = [RowError(i, "row", "must be a JSON object") for i, row in rows if not isinstance(row, dict)]
-    if bad:
-        raise _rejected(key, bad)
-
-
 @bp.put("/catalog/items/<item_id>")
 def put_item(item_id: str) -> tuple[Response, int]:
-    body = _body()
-    if "id" in body and str(body["id"]) != item_id:
+    body = _body("ItemBody")
+    if "id" in body and body["id"] != item_id:
         raise ApiError(400, "BadRequest", f"The body's id {body['id']!r} differs from the URL's {item_id!r}; drop one.", "id")
     items, errors = validate_rows([(0, {**body, "id": item_id})], parse_item)
     if errors:
@@ -77,11 +60,8 @@ def put_item(item_id: str) -> tuple[Response, int]:
 
 @bp.post("/catalog/items")
 def post_items() -> tuple[Response, int]:
-    body = _body()
-    refuse_unknown_fields(body, ("items",), 'a bulk items call (send {"items": [...]})')
-    rows = _rows(body, "items")
-    _objects_only(rows, "items")
-    items, errors = validate_rows(rows, parse_item, unique_in="items")
+    body = _body("ItemsRequest")
+    items, errors = validate_rows(enumerate(body["items"]), parse_item, unique_in="items")
     if errors:
         raise _rejected("items", errors)
     with service().sessions() as session:
@@ -110,11 +90,8 @@ def delete_item(item_id: str) -> tuple[str, int]:
 
 @bp.post("/interactions")
 def post_interactions() -> tuple[Response, int]:
-    body = _body()
-    refuse_unknown_fields(body, ("interactions",), 'an interactions call (send {"interactions": [...]})')
-    rows = _rows(body, "interactions")
-    _objects_only(rows, "interactions")
-    interactions, errors = validate_rows(rows, parse_interaction)
+    body = _body("InteractionsRequest")
+    interactions, errors = validate_rows(enumerate(body["interactions"]), parse_interaction)
     if errors:
         raise _rejected("interactions", errors)
     with service().sessions() as session:
@@ -127,8 +104,6 @@ def post_interactions() -> tuple[Response, int]:
 def train_generators() -> tuple[Response, int]:
     """Refit the candidate generators now (what `personalize train` does), e.g. after an import."""
     body = json_body(required=False)
-    if body is not None and not isinstance(body, dict):
-        raise ApiError(400, "BadRequest", 'The body must be empty or a JSON object like {"generators": ["als"]}.')
-    if body:
-        refuse_unknown_fields(body, ("generators",), 'a train call (send {"generators": ["als", ...]}, or no body to train all)')
+    if body is not None or request.content_length:  # no body trains all; a JSON null is not an object
+        service().schemas.check("TrainRequest", body)
     return jsonify(service().train_generators(body)), 200

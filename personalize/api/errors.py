@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from personalize.db_health import RETRY_AFTER_SECONDS, is_unavailable
 
-__all__ = ["ApiError", "refuse_unknown_fields", "register_error_handlers", "service_unavailable"]
+__all__ = ["ApiError", "register_error_handlers", "service_unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,6 @@ class ApiError(Exception):
         if self.target:
             error["target"] = self.target
         return {"error": error}
-
-
-def refuse_unknown_fields(obj: dict[str, Any], accepted: tuple[str, ...], what: str, path: str = "") -> None:
-    """A field the call does not take is a 400 naming it: a misspelling is never silently ignored
-    (a lost ``contextFeatures`` would lose the context)."""
-    for key in obj:
-        if key not in accepted:
-            target = f"{path}.{key}" if path else str(key)
-            raise ApiError(400, "UnknownField", f"{target} is not a field of {what}; check the spelling (accepted: "
-                           f"{', '.join(accepted)}).", target)
 
 
 _HTTP_CODES = {

@@ -29,3 +29,14 @@ def test_current_item_gives_similar_items() -> None:
     generator.fit(data)
     proposed = generator.candidates(CandidateRequest(None, current_item="i1"), 5)
     assert {data.item_features[data.item_index[c.item_id]]["genres"][0] for c in proposed} == {GENRES[1]}
+
+
+def test_a_catalog_of_numbers_only_fits_and_proposes_nothing() -> None:
+    """Regression (schemathesis): items with numeric features only and one interaction made fit a 500
+    (sklearn's normalize refuses a profile matrix without columns)."""
+    from personalize.catalog import TrainingData
+
+    data = TrainingData.build([("a", {"price": 3}, 0.0, True), ("b", {"price": 5}, 0.0, True)], [("u", "a", 1.0, 1.0)])
+    generator = ContentGenerator()
+    generator.fit(data)
+    assert list(generator.candidates(CandidateRequest("u"), 5)) == []

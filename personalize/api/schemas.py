@@ -1,0 +1,514 @@
+"""The HTTP API's one source of truth: JSON Schemas for every body and the operations that use them.
+
+``/openapi.json`` is built from ``OPERATIONS`` and ``components(settings)``, and request bodies
+are validated against the same schemas (compiled once by jsonschema-rs, a JSON Schema 2020-12
+validator, which is what OpenAPI 3.1 uses): the document and the validation cannot drift.
+Rules a schema cannot state (unique action ids, ``excludedActions`` within the actions, a
+feature given twice in one list, an item field given twice) are checked by the service after
+the schema and named in the schemas' descriptions. Rank's feature lists are the one part checked
+by code instead (personalize/features.py, on the hot path); a property test holds the two equal. Names follow the Personalizer REST spec
+(RankRequest, RankableAction, RankResponse, RankedAction, RewardRequest, ErrorResponse).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+from personalize.api.errors import ApiError
+from personalize.catalog import (
+    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_TIME, MAX_TYPE_LENGTH,
+    MIN_TIME,
+)
+from personalize.config import Settings
+from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
+
+__all__ = ["Operation", "OPERATIONS", "PREFIXES", "MAX_BULK_ROWS", "RequestSchemas", "components", "openapi_document"]
+
+#: Most rows in one bulk call; larger loads belong in `personalize import`.
+MAX_BULK_ROWS = 10_000
+#: Where every operation lives: Personalizer v1.0, and the prefix of the 2022-09-01-preview SDK
+#: (which adds ``?api-version=...``).
+PREFIXES = ("/personalizer/v1.0", "/personalizer")
+PREVIEW_PREFIX = "/personalizer"
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+# -- ids, features, times ---------------------------------------------------------------------
+def _id(what: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^[^{ID_FORBIDDEN}]*$",
+            "description": f"{what}: 1 to {MAX_ID_LENGTH} characters, no control characters.", **(extra or {})}
+
+
+def _catalog_id(what: str, slash: bool = True) -> dict[str, Any]:
+    """Catalog ids are matched exactly and never trimmed: no leading or trailing whitespace."""
+    edge = f"[^\\s{ID_FORBIDDEN}{'' if slash else '/'}]"
+    inner = f"[^{ID_FORBIDDEN}{'' if slash else '/'}]"
+    rule = "" if slash else ", no '/' (item ids are a segment of the URL /catalog/items/{id})"
+    return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^{edge}({inner}*{edge})?$",
+            "description": f"{what}: 1 to {MAX_ID_LENGTH} characters, no control characters, no leading or "
+                           f"trailing whitespace{rule}."}
+
+
+_NUMBER = {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
+           "description": f"Numbers are within +-{MAX_MAGNITUDE:g}: VW learns in float32 and larger values overflow it; "
+                          "rescale the feature (e.g. hours since a start time instead of UNIX seconds, or its log)."}
+_STRING = {"type": "string", "maxLength": MAX_STRING_LENGTH}
+_KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[^_]",
+        "description": f"Feature names: 1 to {MAX_KEY_LENGTH} characters, not starting with '_' (VW reserves those)."}
+
+
+_VALUE_TEXT = ("A feature is a string (categorical), number, boolean, null, an array of only strings, only numbers or "
+               f"only objects, or a nested object (a namespace, at most {MAX_DEPTH} levels deep).")
+
+
+def _object_keywords(level: int) -> dict[str, Any]:
+    """What a feature object at nesting ``level`` (the objects of a feature list: 1) must be."""
+    names = dict(_KEY)
+    if level == 1:
+        names["not"] = {"const": ACTION_ID_NAMESPACE}
+        names["description"] = f"{_KEY['description']} {ACTION_ID_NAMESPACE} is reserved by the service."
+    return {"propertyNames": names, "additionalProperties": _ref(f"FeatureValue{level}")}
+
+
+def _feature_values() -> dict[str, Any]:
+    """``FeatureValue{k}``: a value inside a level-k feature object. JSON Schema cannot count depth, so there is
+    one schema per level; objects nest to level ``MAX_DEPTH + 1`` (features.MAX_DEPTH below the list's objects).
+    No anyOf over types, so an error points at the offending value (``...p[1]``), not at its list."""
+    out: dict[str, Any] = {}
+    for level in range(1, MAX_DEPTH + 2):
+        nested = level <= MAX_DEPTH
+        element_types = ["string", "number", "object"] if nested else ["string", "number"]
+        element: dict[str, Any] = {"type": element_types, "maxLength": MAX_STRING_LENGTH, "pattern": "^(?:[^_]|$)",
+                                   "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
+                                   "description": "Strings in an array become feature names: not starting with '_' "
+                                                  "(VW reserves those)."}
+        value: dict[str, Any] = {
+            "type": ["string", "number", "boolean", "null", "array"] + (["object"] if nested else []),
+            "maxLength": MAX_STRING_LENGTH, "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
+            "items": element,
+            "if": {"type": "array"},
+            "then": {"anyOf": [{"items": {"type": kind}} for kind in element_types],
+                     "description": "An array feature holds only strings, only numbers or only objects."},
+            "x-error-code": "InvalidFeatures",
+            "description": f"{_VALUE_TEXT} {_NUMBER['description']}",
+        }
+        if nested:
+            value.update(_object_keywords(level + 1))
+            element.update(_object_keywords(level + 1))
+        out[f"FeatureValue{level}"] = value
+    return out
+
+
+_FEATURE_LIST = {
+    "type": ["array", "object", "null"], "items": {"type": "object", **_object_keywords(1)}, **_object_keywords(1),
+    "x-error-code": "InvalidFeatures",
+    "description": 'An array of feature objects, e.g. [{"user": {"age": 30}}, {"hour": 8}] (one object is taken as '
+                   "an array of one). The objects are merged: a feature given twice with different values is a 400.",
+}
+_NAME_STRING = {**_STRING, "pattern": "^(?:[^_]|$)"}  # becomes a feature name in Rank
+_FLAT_VALUE = {"anyOf": [_STRING, {"type": "boolean"}, _NUMBER, {"type": "array", "items": _NAME_STRING},
+                         {"type": "array", "items": _NUMBER}],
+               "description": "Item features are flat: a string, number, boolean, or a list of strings (not starting with "
+                              "'_') or of numbers."}
+_TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME}, {"type": "string", "format": "date-time"},
+                   {"type": "null"}],
+         "description": "UNIX seconds or an ISO 8601 time (UTC unless it says otherwise), from 0001-01-01T00:00:00Z to "
+                        "9999-12-31T23:59:59Z."}
+
+
+def _lookalike_pattern() -> str:
+    """Keys that look like a misspelled item field (compared without case, '_' or '-')."""
+    words = ["[-_]*".join(re.escape(c) for c in word) for word in ITEM_LOOKALIKES]
+    return "^(?i:[-_]*(" + "|".join(words) + ")[-_]*)$"
+
+
+def _item_row(id_required: bool) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"id": _catalog_id("The item's id", slash=False),
+                       "features": {"type": ["object", "null"], "propertyNames": _KEY, "additionalProperties": _FLAT_VALUE,
+                                    "description": "The item's features (flat)."},
+                       "createdAt": _TIME, "active": {"type": ["boolean", "null"]}},
+        "required": ["id"] if id_required else [],
+        "propertyNames": {"anyOf": [{"enum": list(ITEM_FIELDS)}, {**_KEY, "not": {"pattern": _lookalike_pattern()}}],
+                          "description": f"Item fields are {', '.join(ITEM_FIELDS)}; other keys are features (not a "
+                                         "misspelled field such as created_at, nor updatedAt, which the service sets)."},
+        "additionalProperties": {"anyOf": [_FLAT_VALUE, {"type": "null"}]},
+        "description": "A catalog item. Keys besides id, features, createdAt and active are features too; a key may "
+                       "not be both a row key and a key of features.",
+    }
+
+
+def components(settings: Settings) -> dict[str, Any]:
+    """Every schema of the API; limits that are settings (max_actions, the reward range) come from ``settings``."""
+    action_id = _id("The action's id, unique within the request")
+    schemas: dict[str, Any] = {
+        **_feature_values(),
+        "FeatureList": _FEATURE_LIST,
+        "RankableAction": {
+            "type": "object", "required": ["id"], "additionalProperties": False,
+            "properties": {"id": action_id, "features": _ref("FeatureList")},
+            "description": "A candidate: its id and features.",
+        },
+        "RankRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "contextFeatures": _ref("FeatureList"),
+                "actions": {"type": "array", "minItems": 1, "items": _ref("RankableAction"),
+                            "allOf": [{"maxItems": settings.max_actions, "x-error-code": "TooManyActions",
+                                       "description": f"At most {settings.max_actions} actions (send fewer, or raise "
+                                                      "PERSONALIZE_MAX_ACTIONS)."}],
+                            "description": "The candidates; ids unique within the request."},
+                "excludedActions": {"type": ["array", "null"], "items": _id("The id of an action to exclude"),
+                                    "description": "Ids of actions in this request that must not be chosen now; at "
+                                                   "least one action must remain."},
+                "eventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                            "pattern": f"^[^{ID_FORBIDDEN}]*$",
+                            "not": {"type": "string", "pattern": "(^|/)\\.\\.?(/|$)"},
+                            "description": "A unique id for this decision (generated when absent): 1 to "
+                                           f"{MAX_ID_LENGTH} characters, no control characters, no '.' or '..' path "
+                                           "segment (HTTP clients rewrite those in the reward URL)."},
+                "deferActivation": {"type": ["boolean", "null"],
+                                    "description": "true: learn from the event only after it is activated."},
+                "userId": _id("The user this decision is for; without actions, candidates are generated for them"),
+                "numCandidates": {"type": "integer", "minimum": 1, "maximum": settings.max_actions,
+                                  "description": f"How many candidates to generate (1 to {settings.max_actions})."},
+                "generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                               "description": 'The generators to ask, e.g. ["item_knn", "popular"].'},
+            },
+            "if": {"not": {"required": ["userId"]}}, "then": {"required": ["actions"]},
+            "dependentSchemas": {"actions": {"properties": {
+                key: {"not": {}, "description": f"{key} applies to Rank by userId without actions (generated "
+                                                f"candidates); send actions or {key}, not both."}
+                for key in ("numCandidates", "generators")}}},
+            "description": "Send actions (a non-empty array of {id, features}), or a userId and no actions to have "
+                           "candidates generated from the catalog.",
+        },
+        "RankedAction": {
+            "type": "object", "required": ["id", "probability"],
+            "properties": {"id": {"type": "string"}, "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                           "generators": {"type": "array", "items": _ref("Provenance"),
+                                          "description": "For generated candidates: the generators that proposed it."}},
+        },
+        "Provenance": {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string"}, "score": {"type": "number"}, "rank": {"type": "integer"},
+                           "via": {"type": "string", "description": "The generator that blended this one's proposal."}},
+        },
+        "RankResponse": {
+            "type": "object", "required": ["eventId", "rewardActionId", "ranking"],
+            "properties": {"eventId": {"type": "string"}, "rewardActionId": {"type": "string"},
+                           "ranking": {"type": "array", "items": _ref("RankedAction")}},
+        },
+        "RewardRequest": {
+            "type": "object", "required": ["value"], "additionalProperties": False,
+            "properties": {"value": {"type": "number", "minimum": settings.reward_min, "maximum": settings.reward_max,
+                                     "x-error-code": "InvalidRewardValue",
+                                     "description": f"A number within [{settings.reward_min}, {settings.reward_max}]; "
+                                                    "scale your reward (or change PERSONALIZE_REWARD_MIN/MAX)."}},
+            "description": 'The reward, e.g. {"value": 1.0}.',
+        },
+        "PersonalizerError": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "target": {"type": "string", "description": "The offending field, as a JSON path."}},
+        },
+        "ErrorResponse": {"type": "object", "required": ["error"], "properties": {"error": _ref("PersonalizerError")}},
+        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "settings"],
+                   "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+        "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+        "ItemRow": _item_row(id_required=True),
+        "ItemBody": _item_row(id_required=False),
+        "Item": {
+            "type": "object", "required": ["id", "features", "createdAt", "updatedAt", "active"],
+            "properties": {"id": {"type": "string"}, "features": {"type": "object"},
+                           "createdAt": {"type": "string", "format": "date-time"},
+                           "updatedAt": {"type": "string", "format": "date-time"}, "active": {"type": "boolean"}},
+        },
+        "ItemsRequest": {
+            "type": "object", "required": ["items"], "additionalProperties": False,
+            "properties": {"items": {"type": "array", "minItems": 1, "maxItems": MAX_BULK_ROWS, "items": _ref("ItemRow"),
+                                     "x-error-code": "InvalidRows",
+                                     "description": f"1 to {MAX_BULK_ROWS} items, each id once; larger loads belong in "
+                                                    "`personalize import items`."}},
+        },
+        "ItemsResponse": {"type": "object", "required": ["inserted", "updated"],
+                          "properties": {"inserted": {"type": "integer"}, "updated": {"type": "integer"}}},
+        "Interaction": {
+            "type": "object", "required": ["userId", "itemId"], "additionalProperties": False,
+            "properties": {
+                "userId": _catalog_id("The user who interacted, as sent to Rank"),
+                "itemId": _catalog_id("The catalog item's id"),
+                "type": {"type": ["string", "null"], "maxLength": MAX_TYPE_LENGTH, "pattern": f"^[^{ID_FORBIDDEN}]*$",
+                         "description": f"e.g. view (the default), click, rating, purchase: at most {MAX_TYPE_LENGTH} "
+                                        "characters, no control characters."},
+                "value": {"type": ["number", "null"], "minimum": -MAX_INTERACTION_VALUE, "maximum": MAX_INTERACTION_VALUE,
+                          "description": f"Default 1; |value| <= {MAX_INTERACTION_VALUE:.0f} (summed and squared in "
+                                         "the generators' float32 maths)."},
+                "timestamp": _TIME,
+                "eventId": {**_catalog_id("The Rank event it came from"), "type": ["string", "null"]},
+            },
+        },
+        "InteractionsRequest": {
+            "type": "object", "required": ["interactions"], "additionalProperties": False,
+            "properties": {"interactions": {"type": "array", "minItems": 1, "maxItems": MAX_BULK_ROWS,
+                                            "items": _ref("Interaction"), "x-error-code": "InvalidRows",
+                                            "description": f"1 to {MAX_BULK_ROWS} interactions; larger loads belong "
+                                                           "in `personalize import interactions`."}},
+        },
+        "InteractionsResponse": {"type": "object", "required": ["inserted"], "properties": {"inserted": {"type": "integer"}}},
+        "TrainRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                                          "description": 'The generators to fit, e.g. ["als"]; all when absent.'}},
+        },
+        "TrainResponse": {
+            "type": "object", "required": ["items", "users", "interactions", "trained"],
+            "properties": {"items": {"type": "integer"}, "users": {"type": "integer"}, "interactions": {"type": "integer"},
+                           "trained": {"type": "object", "additionalProperties": {
+                               "type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}}}},
+        },
+    }
+    return schemas
+
+
+# -- operations ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Operation:
+    """One HTTP operation: what it takes, what it answers, and who may call it (``role``:
+    ``client`` = Rank/Reward/Activate/status keys, ``admin`` = admin keys only, ``open`` = no key)."""
+
+    method: str
+    path: str  # OpenAPI style, under each prefix
+    operation_id: str
+    summary: str
+    role: str
+    tag: str
+    responses: dict[int, str | None]  # status -> response schema name (None: no content)
+    request: str | None = None
+    request_required: bool = True
+    path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()  # beyond the ones every operation of its kind has
+    links: dict[str, str] = field(default_factory=dict)  # link name -> operationId taking eventId
+    prefixes: tuple[str, ...] = PREFIXES
+
+
+_EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId returned by Rank (percent-encode '/')."}
+_ITEM_ID_PATH = {"type": "string", "minLength": 1, "description": "The item's id."}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("post", "/rank", "Events_Rank", "Rank actions: choose one for this context.", "client", "Ranking",
+              {201: "RankResponse"}, request="RankRequest", errors=(409, 422),
+              links={"Reward": "Events_Reward", "Activate": "Events_Activate"}),
+    Operation("post", "/events/{eventId}/reward", "Events_Reward", "Report the reward of a ranked event.", "client",
+              "Events", {204: None}, request="RewardRequest", path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
+    Operation("post", "/events/{eventId}/activate", "Events_Activate",
+              "Activate a deferred event: its reward wait starts now.", "client", "Events", {204: None},
+              path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
+    Operation("get", "/status", "Status_Get", "Model, event, reward and learner counts (our extension).", "client",
+              "Status", {200: "Status"}),
+    Operation("get", "/health", "Health_Get", "Liveness probe: 503 while the database is unreachable.", "open",
+              "Status", {200: "Health"}),
+    Operation("put", "/catalog/items/{itemId}", "Items_Put", "Create (201) or replace (200) one catalog item.", "admin",
+              "Catalog", {200: "Item", 201: "Item"}, request="ItemBody",
+              path_params={"itemId": _catalog_id("The item's id", slash=False)}),
+    Operation("get", "/catalog/items/{itemId}", "Items_Get", "One catalog item.", "admin", "Catalog", {200: "Item"},
+              path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
+    Operation("delete", "/catalog/items/{itemId}", "Items_Delete",
+              "Deactivate an item (never proposed again; history keeps pointing at it).", "admin", "Catalog", {204: None},
+              path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
+    Operation("post", "/catalog/items", "Items_Upsert", "Create or replace items in bulk (all or nothing).", "admin",
+              "Catalog", {200: "ItemsResponse"}, request="ItemsRequest"),
+    Operation("post", "/interactions", "Interactions_Add", "Add interactions in bulk (all or nothing).", "admin",
+              "Catalog", {201: "InteractionsResponse"}, request="InteractionsRequest"),
+    Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
+              "Catalog", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
+    Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", {200: "OpenApiDocument"},
+              prefixes=("", "/personalizer/v1.0")),
+)
+
+_ERROR_TEXT = {
+    400: "Bad input: the error names the field (target, a JSON path) and the fix.",
+    401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
+    403: "A client key on an admin operation.",
+    404: "No such event, item or operation.",
+    409: "Conflict: eventId already used, reward too late, or the event already learned.",
+    413: "The body is larger than max_body_bytes.",
+    415: "A body without a JSON content type (application/json or +json).",
+    422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",
+    503: "The database is unreachable; retry after Retry-After seconds.",
+}
+
+
+def _error_statuses(op: Operation) -> list[int]:
+    statuses = set(op.errors) | {503}
+    if op.request is not None or op.path_params:
+        statuses.add(400)
+    if op.request is not None:
+        statuses |= {413, 415}
+    if op.role != "open":
+        statuses.add(401)
+    if op.role == "admin":
+        statuses.add(403)
+    if op.operation_id == "OpenApi_Get":
+        statuses.discard(503)
+    return sorted(statuses)
+
+
+def _operation_object(op: Operation, prefix: str) -> dict[str, Any]:
+    preview = prefix == PREVIEW_PREFIX
+    parameters = [{"name": name, "in": "path", "required": True, "schema": schema}
+                  for name, schema in op.path_params.items()]
+    if preview:
+        parameters.append({"name": "api-version", "in": "query", "required": False,
+                           "schema": {"type": "string", "example": "2022-09-01-preview"},
+                           "description": "Sent by azure-ai-personalizer; any value is accepted."})
+    suffix = "_Preview" if preview else ("_Root" if prefix == "" and op.operation_id == "OpenApi_Get" else "")
+    responses: dict[str, Any] = {}
+    for status, schema in sorted(op.responses.items()):
+        response: dict[str, Any] = {"description": op.summary if status < 300 else ""}
+        if schema is not None:
+            response["content"] = {"application/json": {"schema": _ref(schema)}}
+        if op.links and status == 201:
+            response["links"] = {name: {"operationId": target + suffix, "parameters": {"eventId": "$response.body#/eventId"}}
+                                 for name, target in op.links.items()}
+        responses[str(status)] = response
+    for status in _error_statuses(op):
+        response = {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
+        if status == 503:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
+        responses[str(status)] = response
+    out: dict[str, Any] = {
+        "operationId": op.operation_id + suffix, "summary": op.summary, "tags": [op.tag],
+        "x-role": op.role, "responses": responses,
+        "security": [] if op.role == "open" else [{"apiKey": []}, {"bearer": []}],
+    }
+    if parameters:
+        out["parameters"] = parameters
+    if op.request is not None:
+        out["requestBody"] = {"required": op.request_required,
+                              "content": {"application/json": {"schema": _ref(op.request)}}}
+    return out
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this server (its limits included)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        for prefix in op.prefixes:
+            paths.setdefault(prefix + op.path, {})[op.method] = _operation_object(op, prefix)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "personalize", "version": "1.0",
+                 "description": "Self-hosted, Azure AI Personalizer-compatible personalization service. Every "
+                                "operation exists under /personalizer/v1.0 and, for the 2022-09-01-preview SDK, "
+                                "under /personalizer (?api-version=...). Roles: x-role client (client or admin "
+                                "key), admin (admin key), open (no key)."},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "schemas": components(settings),
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key",
+                           "description": "What both Microsoft SDKs send."},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>."},
+            },
+        },
+    }
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _json_path(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class RequestSchemas:
+    """The request schemas compiled once per settings; ``check`` turns the first violation into a 400."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.schemas = components(settings)
+        # Feature lists are checked by personalize/features.py, which turns them into VW namespaces in the
+        # same pass (and also checks catalog candidates and the simulator's calls): checking them against
+        # the schema too cost 0.5-0.8 ms per 50-action Rank, three times the whole parse. The FeatureList
+        # schema documents exactly what features.py accepts; tests/test_openapi.py proves they agree.
+        self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True}}}
+        self._validators = {
+            name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
+            for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest")
+        }
+
+    def check(self, name: str, body: Any) -> None:
+        """Raise the ApiError for the first way ``body`` breaks schema ``name`` (bulk calls: every bad row)."""
+        validator = self._validators[name]
+        if validator.is_valid(body):
+            return
+        errors = list(validator.iter_errors(body))
+        if name in ("ItemsRequest", "InteractionsRequest"):
+            rows = [e for e in errors if len(e.instance_path) >= 2]
+            if rows:
+                raise self._rejected_rows(rows)
+        raise self._error(errors[0])
+
+    def _walk(self, error: jsonschema_rs.ValidationError) -> tuple[Any, str | None, str | None]:
+        """(the schema object holding the failed keyword, the nearest description, the nearest x-error-code)."""
+        node: Any = self._root
+        description = code = None
+        for part in error.schema_path[:-1]:
+            node = node[part]
+            if isinstance(node, dict):
+                description = node.get("description", description)
+                code = node.get("x-error-code", code)
+        return node, description, code
+
+    def _error(self, error: jsonschema_rs.ValidationError) -> ApiError:
+        target = _json_path(error.instance_path)
+        kind = error.kind
+        parent, description, code = self._walk(error)
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            key = kind.unexpected[0]
+            target = f"{target}.{key}" if target else str(key)
+            accepted = ", ".join(parent.get("properties", {}))
+            return ApiError(400, "UnknownField", f"{target} is not a field here; check the spelling (accepted: {accepted}).", target)
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+            key = kind.property
+            target = f"{target}.{key}" if target else str(key)
+            return ApiError(400, code or "BadRequest", f"{target} is required. {description or ''}".strip(), target)
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.PropertyNames):
+            key = kind.error.instance
+            target = f"{target}.{key}" if target else str(key)
+            return ApiError(400, code or "BadRequest", f"{_short(target, 120)} is not an accepted name. {description or ''}".strip(), target)
+        where = target or "The body"
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Not):
+            problem = "is not allowed here"
+        else:
+            problem = error.message
+            shown = orjson.dumps(error.instance).decode()
+            problem = "is invalid: " + _short("it" + problem[len(shown):] if problem.startswith(shown) else problem)
+        return ApiError(400, code or "BadRequest", f"{where} {problem}. {description or ''}".strip(), target or None)
+
+    def _rejected_rows(self, errors: list[jsonschema_rs.ValidationError]) -> ApiError:
+        first: dict[int, ApiError] = {}
+        key = errors[0].instance_path[0]
+        for error in errors:
+            first.setdefault(error.instance_path[1], self._error(error))
+        bad = sorted(first.items())
+        details = "; ".join(e.message for _, e in bad[:10])
+        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        return ApiError(400, "InvalidRows", f"{len(bad)} row(s) rejected, nothing stored: {details}{more}", f"{key}[{bad[0][0]}]")

@@ -184,6 +184,13 @@ def test_every_route_is_documented_and_every_documented_operation_exists(live_ap
               for method in rule.methods - {"HEAD", "OPTIONS"} if rule.endpoint != "static"}
     assert routes == documented
     assert {op.operation_id for op in OPERATIONS} <= {o["operationId"] for item in document["paths"].values() for o in item.values()}
+    # ...and each route is served by the view its operation names (the key check reads roles by that name)
+    endpoint_of = {op.operation_id: op.endpoint for op in OPERATIONS}
+    for rule in live_app.url_map.iter_rules():
+        for method in rule.methods - {"HEAD", "OPTIONS"} if rule.endpoint != "static" else ():
+            operation_id = document["paths"][_openapi_path(rule.rule)][method.lower()]["operationId"]
+            assert endpoint_of[operation_id.removesuffix("_Preview").removesuffix("_Root")] == \
+                rule.endpoint.replace("_preview.", "."), rule.rule
 
 
 def test_the_document_is_served_under_both_paths(live_app: Any) -> None:

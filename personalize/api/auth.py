@@ -1,9 +1,11 @@
 """API keys and roles: a ``before_request`` check, installed only when keys are configured.
 
 A key travels in ``Ocp-Apim-Subscription-Key`` (what both Microsoft SDKs send) or
-``Authorization: Bearer <key>`` (what Prometheus and proxies send). Client keys reach the
-endpoints in :data:`CLIENT_ENDPOINTS`; admin keys reach everything. An endpoint in neither
-table is admin-only, so a new operation is never open to client keys by accident.
+``Authorization: Bearer <key>`` (what Prometheus and proxies send). Each operation's role
+(open, client or admin) is decided once, in the operation registry
+(``personalize.api.schemas.OPERATIONS``), which the OpenAPI document shows too. Admin keys reach
+everything; an endpoint the registry does not list is admin-only, so a new operation is never
+open to client keys by accident.
 
 The presented key is hashed and its digest compared with every configured key's digest by
 ``hmac.compare_digest``: equal lengths, no early exit, the same work whichever key matches.
@@ -18,24 +20,20 @@ from typing import Any, Iterable
 
 from flask import Flask, Response, current_app, jsonify, request
 
+from personalize.api.schemas import OPERATIONS
 from personalize.config import Settings
 
-__all__ = ["OPEN", "CLIENT", "ADMIN", "KeyCheck", "CLIENT_ENDPOINTS", "OPEN_ENDPOINTS", "install", "is_admin_request"]
+__all__ = ["OPEN", "CLIENT", "ADMIN", "KeyCheck", "ENDPOINT_ROLES", "install", "is_admin_request"]
 
 
 #: Roles, as bits: what an endpoint needs, what a key holds (plain ints: this runs on every Rank).
 OPEN, CLIENT, ADMIN = 0, 1, 2
 
 
-#: Endpoints open to every caller: the load balancer's liveness probe.
-OPEN_ENDPOINTS = frozenset({"status.health"})
-
-#: Endpoints a client key may call, by Flask endpoint name (``blueprint.function``; the
-#: ``/personalizer`` twins under ``<blueprint>_preview`` are covered too). Rank, Reward and Activate
-#: are what an application calls; status is read-only (without host names or process ids for
-#: client keys). Multi-slot Rank/Reward/Activate join this list when they exist; anything not
-#: listed here or in OPEN_ENDPOINTS needs an admin key.
-CLIENT_ENDPOINTS = frozenset({"rank.rank", "events.reward", "events.activate", "status.status"})
+#: Endpoint name (``blueprint.function``; the ``/personalizer`` twins under ``<blueprint>_preview``
+#: too) -> the role it needs, from the operation registry.
+ENDPOINT_ROLES: dict[str, int] = {op.endpoint: {"open": OPEN, "client": CLIENT, "admin": ADMIN}[op.role]
+                                  for op in OPERATIONS}
 
 _HOW = "send it in the Ocp-Apim-Subscription-Key header or as Authorization: Bearer <key>"
 
@@ -59,8 +57,7 @@ class KeyCheck:
         # None: no route matched (404/405); any valid key may learn that, no key may not.
         self.roles: dict[str | None, int] = {None: CLIENT}
         for endpoint in endpoints:
-            base = _base_endpoint(endpoint)
-            self.roles[endpoint] = OPEN if base in OPEN_ENDPOINTS else CLIENT if base in CLIENT_ENDPOINTS else ADMIN
+            self.roles[endpoint] = ENDPOINT_ROLES.get(_base_endpoint(endpoint), ADMIN)
 
     def presented_role(self, environ: dict[str, Any]) -> int | None:
         """The role of the request's key; None when it sends no key."""

@@ -286,7 +286,10 @@ def components(settings: Settings) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Operation:
     """One HTTP operation: what it takes, what it answers, and who may call it (``role``:
-    ``client`` = Rank/Reward/Activate/status keys, ``admin`` = admin keys only, ``open`` = no key)."""
+    ``client`` = Rank/Reward/Activate/status keys, ``admin`` = admin keys only, ``open`` = no key).
+
+    The one place an operation's role is decided: the key check (personalize/api/auth.py) and the
+    document both read it from here."""
 
     method: str
     path: str  # OpenAPI style, under each prefix
@@ -294,6 +297,7 @@ class Operation:
     summary: str
     role: str
     tag: str
+    endpoint: str  # the Flask view (blueprint.function) serving it: personalize.api.auth reads roles by this name
     responses: dict[int, str | None]  # status -> response schema name (None: no content)
     request: str | None = None
     request_required: bool = True
@@ -307,33 +311,33 @@ _EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId retur
 _ITEM_ID_PATH = {"type": "string", "minLength": 1, "description": "The item's id."}
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("post", "/rank", "Events_Rank", "Rank actions: choose one for this context.", "client", "Ranking",
+    Operation("post", "/rank", "Events_Rank", "Rank actions: choose one for this context.", "client", "Ranking", "rank.rank",
               {201: "RankResponse"}, request="RankRequest", errors=(409, 422),
               links={"Reward": "Events_Reward", "Activate": "Events_Activate"}),
     Operation("post", "/events/{eventId}/reward", "Events_Reward", "Report the reward of a ranked event.", "client",
-              "Events", {204: None}, request="RewardRequest", path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
+              "Events", "events.reward", {204: None}, request="RewardRequest", path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
     Operation("post", "/events/{eventId}/activate", "Events_Activate",
-              "Activate a deferred event: its reward wait starts now.", "client", "Events", {204: None},
+              "Activate a deferred event: its reward wait starts now.", "client", "Events", "events.activate", {204: None},
               path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
     Operation("get", "/status", "Status_Get", "Model, event, reward and learner counts (our extension).", "client",
-              "Status", {200: "Status"}),
+              "Status", "status.status", {200: "Status"}),
     Operation("get", "/health", "Health_Get", "Liveness probe: 503 while the database is unreachable.", "open",
-              "Status", {200: "Health"}),
+              "Status", "status.health", {200: "Health"}),
     Operation("put", "/catalog/items/{itemId}", "Items_Put", "Create (201) or replace (200) one catalog item.", "admin",
-              "Catalog", {200: "Item", 201: "Item"}, request="ItemBody",
+              "Catalog", "catalog.put_item", {200: "Item", 201: "Item"}, request="ItemBody",
               path_params={"itemId": _catalog_id("The item's id", slash=False)}),
-    Operation("get", "/catalog/items/{itemId}", "Items_Get", "One catalog item.", "admin", "Catalog", {200: "Item"},
+    Operation("get", "/catalog/items/{itemId}", "Items_Get", "One catalog item.", "admin", "Catalog", "catalog.read_item", {200: "Item"},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
     Operation("delete", "/catalog/items/{itemId}", "Items_Delete",
-              "Deactivate an item (never proposed again; history keeps pointing at it).", "admin", "Catalog", {204: None},
+              "Deactivate an item (never proposed again; history keeps pointing at it).", "admin", "Catalog", "catalog.delete_item", {204: None},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
     Operation("post", "/catalog/items", "Items_Upsert", "Create or replace items in bulk (all or nothing).", "admin",
-              "Catalog", {200: "ItemsResponse"}, request="ItemsRequest"),
+              "Catalog", "catalog.post_items", {200: "ItemsResponse"}, request="ItemsRequest"),
     Operation("post", "/interactions", "Interactions_Add", "Add interactions in bulk (all or nothing).", "admin",
-              "Catalog", {201: "InteractionsResponse"}, request="InteractionsRequest"),
+              "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
-              "Catalog", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
-    Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", {200: "OpenApiDocument"},
+              "Catalog", "catalog.train_generators", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
+    Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
 

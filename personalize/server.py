@@ -180,7 +180,7 @@ async def _send_error(send: Any, status: int, code: str, message: str) -> None:
 
 
 class _Worker(UvicornWorker):  # type: ignore[misc]
-    CONFIG_KWARGS = {"loop": "auto", "http": HeaderDeadlineProtocol, "ws": "none", "lifespan": "off",
+    CONFIG_KWARGS = {"loop": "uvloop", "http": HeaderDeadlineProtocol, "ws": "none", "lifespan": "off",
                      "access_log": False, "server_header": False}
 
 

@@ -15,15 +15,15 @@ import asyncio
 import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import unquote_to_bytes
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from gunicorn.app.base import BaseApplication
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-__all__ = ["run_server", "WsgiBridge", "HEADER_SECONDS", "BODY_SECONDS", "KEEPALIVE_SECONDS"]
+__all__ = ["run_server", "WsgiBridge", "HEADER_SECONDS", "BODY_SECONDS", "KEEPALIVE_SECONDS", "MAX_HEADER_BYTES"]
 
 #: From a connection's opening (or a request's first byte) to the end of its headers.
 HEADER_SECONDS = 10.0
@@ -31,13 +31,17 @@ HEADER_SECONDS = 10.0
 BODY_SECONDS = 30.0
 #: Idle time allowed between two requests on a kept-alive connection.
 KEEPALIVE_SECONDS = 5
+#: Most bytes of one request's line and headers (gunicorn's own parser allowed 8 KiB per line).
+MAX_HEADER_BYTES = 65_536
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a deadline for the headers: uvicorn itself has none, and
-    a connection that trickled its headers a byte a second would stay open forever."""
+    """uvicorn's httptools protocol plus a deadline and a size bound for the headers: uvicorn has
+    neither, so a connection could trickle its headers forever, or send a 70 MB header line that
+    the parser kept in memory."""
 
     _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -51,12 +55,22 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._cancel_header_deadline()
         super().on_headers_complete()
 
+    def data_received(self, data: bytes) -> None:
+        pending = self._header_timer is not None
+        super().data_received(data)
+        if pending and self._header_timer is not None:  # the headers are still incomplete
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._cancel_header_deadline()
+                self.send_400_response(f"Request headers larger than {MAX_HEADER_BYTES} bytes.")  # and closes
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
 
     def _arm_header_deadline(self) -> None:
         self._cancel_header_deadline()
+        self._header_bytes = 0
         self._header_timer = self.loop.call_later(HEADER_SECONDS, self._header_deadline_passed)
 
     def _cancel_header_deadline(self) -> None:
@@ -76,7 +90,7 @@ class WsgiBridge:
 
     One hand-over each way and no thread ever waits on a socket. (a2wsgi, which streams both ways,
     blocks the pool thread on the loop four times per request; behind CPU-bound requests each wait
-    costs a GIL switch, and Rank throughput fell to 0.55x of gthread's: docs/deploy.md.) The app's
+    costs a GIL switch, and Rank throughput fell to about 0.6x of gthread's: docs/deploy.md.) The app's
     responses are small JSON documents, so holding one whole in memory is fine.
 
     The app sees a ``Content-Length`` request whatever the client sent (chunked included), so

@@ -97,6 +97,17 @@ def test_bodies_chunked_and_over_the_limit(live: LiveServer) -> None:
     assert call(live.port, "POST", f"{API}/rank", padded, chunked=True)[0] == 201
 
 
+def test_headers_over_the_bound_are_a_400_and_closed(live: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(f"GET {API}/health HTTP/1.1\r\nHost: x\r\nX-Big: ".encode())
+        with pytest.raises(OSError):  # reset once the server has answered and closed
+            for _ in range(100):
+                sock.sendall(b"a" * server.MAX_HEADER_BYTES)
+        assert sock.recv(12) in (b"HTTP/1.1 400", b"")
+    status, _, body = call(live.port, "GET", f"{API}/health", headers={"X-Fine": "a" * 8000})
+    assert status == 200, body
+
+
 def test_server_header_names_no_software(live: LiveServer) -> None:
     status, headers, _ = call(live.port, "GET", f"{API}/health")
     assert status == 200 and "server" not in headers

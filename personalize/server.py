@@ -80,8 +80,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _header_deadline_passed(self) -> None:
         self._header_timer = None
-        if self.cycle is None or self.cycle.response_complete:  # not while a request is being answered
-            self.transport.close()
+        self.transport.close()
 
 
 class WsgiBridge:

@@ -8,7 +8,6 @@ import http.client
 import json
 import socket
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

@@ -16,6 +16,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -217,6 +218,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each probe phase")
     parser.add_argument("--gthread", action="store_true", help="also measure the previous model (gthread x 4)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: no server left behind
 
     rows = measure("personalize serve", args.slow, args.seconds, gthread=False)
     if args.gthread:

@@ -1,6 +1,7 @@
 """Service benchmark: `python bench/service.py [--seconds 10]`.
 
-Runs the real app under gunicorn (default 1 worker, 4 threads, SQLite in a temp folder; ``--workers 2``
+Runs the real app under the production server (personalize/server.py: gunicorn with uvicorn
+event-loop workers; default 1 worker, 4 threads, SQLite in a temp folder; ``--workers 2``
 runs the learner as its own process, like ``personalize serve --workers 2``) and loads
 it from separate client processes over loopback. API keys are on (every call sends a client key
 in ``Ocp-Apim-Subscription-Key``; the bare baseline checks none, so the ratios include the key
@@ -247,7 +248,7 @@ def main() -> None:
                 break
         except OSError:
             time.sleep(0.1)
-    print(f"server: gunicorn {args.workers} worker(s) x {args.threads} threads, SQLite in {data_dir}, "
+    print(f"server: gunicorn+uvicorn {args.workers} worker(s) x {args.threads} threads, SQLite in {data_dir}, "
           f"API keys {'on' if args.keys else 'off'}; "
           f"{args.clients} client processes; {args.seconds:.0f}s per phase, {args.repeats} rounds")
 

@@ -23,8 +23,9 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import MAX_ID_LENGTH, id_problem, load_training_data
-from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
+from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
 from personalize.learner import Learner
+from personalize.limits import RankLimits
 from personalize.models import Item
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
@@ -44,6 +45,9 @@ class RankRequest:
     defer: bool
     user_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    budget: FeatureBudget = field(default_factory=lambda: FeatureBudget(0))  # max_features, spent by the feature lists
+    context_features: int = 0  # at least the features VW makes of the context and of each action (limits.RankLimits)
+    action_features: list[int] = field(default_factory=list)
 
 
 #: Rank body fields: Personalizer's, plus userId/numCandidates/generators for generated candidates.
@@ -86,10 +90,12 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
     user_id = body.get("userId")
     if user_id is not None:
         user_id = _check_id(user_id, "userId", "the user this decision is for")
-    context = feature_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX)
+    budget = FeatureBudget(settings.max_features)
+    context, context_features = counted_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX, budget)
 
     raw_actions = body.get("actions")
     actions: list[tuple[str, dict[str, Any]]] = []
+    action_features: list[int] = []
     if raw_actions is None:
         if user_id is None:
             raise ApiError(
@@ -120,7 +126,9 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
             if action_id in seen:
                 raise ApiError(400, "DuplicateActionId", f"actions[{i}].id {action_id!r} appears twice; action ids must be unique.", f"actions[{i}].id")
             seen.add(action_id)
-            actions.append((action_id, feature_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX)))
+            namespaces, count = counted_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX, budget)
+            actions.append((action_id, namespaces))
+            action_features.append(count)
 
     for key in ("numCandidates", "generators"):
         if raw_actions is not None and key in body:
@@ -141,7 +149,8 @@ def parse_rank_request(body: Any, settings: Settings) -> RankRequest:
         excluded.append(value)
     if actions and ids.issubset(excluded):
         raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
-    return RankRequest(event_id=event_id, context=context, actions=actions, excluded=excluded, defer=defer, user_id=user_id)
+    return RankRequest(event_id=event_id, context=context, actions=actions, excluded=excluded, defer=defer, user_id=user_id,
+                       budget=budget, context_features=context_features, action_features=action_features)
 
 
 def _generator_names(value: Any) -> list[str] | None:
@@ -180,6 +189,7 @@ class Service:
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
+        self.limits = RankLimits.from_settings(settings)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions) if settings.generators.strip() else None
         self._candidates_loaded = False
@@ -295,8 +305,10 @@ class Service:
         if not proposed:
             raise ApiError(422, "NoCandidates", "The generators proposed no items: import active items into the catalog first "
                            "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
-        request.actions = [(c.item_id, feature_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX))
-                           for c in proposed]
+        for c in proposed:  # catalog features count toward max_features, as sent ones do
+            namespaces, count = counted_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX, request.budget)
+            request.actions.append((c.item_id, namespaces))
+            request.action_features.append(count)
         request.extra["generators"] = {c.item_id: c.generators for c in proposed}
         if set(request.extra["generators"]).issubset(request.excluded):
             raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
@@ -307,6 +319,11 @@ class Service:
             self._generate_actions(request, body)
         excluded = set(request.excluded)
         kept = [(a, f) for a, f in request.actions if a not in excluded]
+        bounds = request.action_features
+        if excluded:
+            bounds = [n for (a, _), n in zip(request.actions, bounds) if a not in excluded]
+        self.limits.check_crossed(request.context, request.context_features, kept, bounds,
+                                  "contextFeatures" if body.get("actions") is not None else "numCandidates")
         context_json = build_context(request.context, kept, self.settings.action_id_feature)
         try:
             decision = self.ranker.decide(context_json, request.event_id)

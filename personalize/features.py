@@ -113,6 +113,9 @@ def _clean_value(value: Any, path: str, depth: int, budget: FeatureBudget) -> An
             return value
         if all(isinstance(v, dict) for v in value):
             return [_clean_object(v, f"{path}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
+        if any(isinstance(v, list) for v in value):
+            raise FeatureError(f"{path} holds an array inside an array; features nest only through objects, so flatten "
+                               "it (or make the inner arrays objects).", path)
         raise FeatureError(
             f"{path} mixes types; an array feature must hold only numbers, only strings or only objects.", path
         )

@@ -45,7 +45,9 @@ class ContentGenerator(ScoringGenerator):
         else:
             self.vectors = sparse.csr_matrix((len(documents), 0))
         profiles = (data.user_items @ self.vectors).tocsr()
-        self.profiles = normalize(profiles, norm="l2").tocsr() if profiles.shape[0] else profiles
+        # No users or no terms (numbers only, or every term in a single item): nothing to normalize,
+        # and every query is empty, so the generator proposes nothing rather than failing the fit.
+        self.profiles = normalize(profiles, norm="l2").tocsr() if profiles.shape[0] and profiles.shape[1] else profiles
 
     def scores(self, request: CandidateRequest) -> np.ndarray | None:
         current = self.item_index.get(request.current_item) if request.current_item else None

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, jsonify
 from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError, refuse_unknown_fields
 from personalize.catalog import (
-    RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
+    RowError, add_interactions, brief, deactivate_item, get_item, item_json, parse_interaction, parse_item,
     upsert_items, validate_rows,
 )
 from personalize.models import Item
@@ -64,8 +64,9 @@ def _objects_only(rows: list[tuple[int, Any]], key: str) -> None:
 @bp.put("/catalog/items/<item_id>")
 def put_item(item_id: str) -> tuple[Response, int]:
     body = _body()
-    if "id" in body and str(body["id"]) != item_id:
-        raise ApiError(400, "BadRequest", f"The body's id {body['id']!r} differs from the URL's {item_id!r}; drop one.", "id")
+    body_id = body.get("id", item_id)
+    if not (isinstance(body_id, (str, int, float)) and str(body_id) == item_id):
+        raise ApiError(400, "BadRequest", f"The body's id ({brief(body_id)}) differs from the URL's {item_id!r}; drop one.", "id")
     items, errors = validate_rows([(0, {**body, "id": item_id})], parse_item)
     if errors:
         raise ApiError(400, "InvalidItem", errors[0].message, errors[0].field)

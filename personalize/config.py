@@ -58,7 +58,9 @@ class Settings:
     default_reward: float = field(default=0.0, metadata={"help": "Reward for events with no reward by the end of the wait."})
     reward_aggregation: str = field(
         default="earliest",
-        metadata={"help": "'earliest' (learn at the first reward) or 'sum' (sum rewards until the wait ends)."},
+        metadata={"help": "'earliest' (learn at the first reward) or 'sum' (add an event's rewards until the wait ends: "
+                  "summed exactly, then clamped to reward_min..reward_max, so many rewards to one event never teach "
+                  "more than reward_max)."},
     )
     reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
     reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})

@@ -303,8 +303,9 @@ class Service:
         except UnknownGeneratorError as exc:
             raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to use the configured ones.", "generators") from None
         if not proposed:
-            raise ApiError(422, "NoCandidates", "The generators proposed no items: import active items into the catalog first "
-                           "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
+            raise ApiError(422, "NoCandidates", f"The generators proposed no items for userId {request.user_id!r}: the catalog "
+                           "has no active item this user has not interacted with yet. Import items (POST "
+                           "/personalizer/v1.0/catalog/items or `personalize import items`), or send actions.", "userId")
         for c in proposed:  # catalog features count toward max_features, as sent ones do
             namespaces, count = counted_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX, request.budget)
             request.actions.append((c.item_id, namespaces))

@@ -37,7 +37,7 @@ __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
-    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "brief", "nesting_problem",
+    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "brief", "nesting_problem",
 ]
 
 MAX_ID_LENGTH = 256
@@ -50,6 +50,10 @@ MAX_INTERACTION_VALUE = 1e6
 #: and a list feature 3, all a row needs. Deeper values (an array nested 1,000 deep made Python's repr
 #: raise RecursionError, a 500) are refused first, naming the field.
 MAX_NESTING = 8
+#: Most feature entries of one item (names plus list elements). A Rank by userId counts its candidates'
+#: features toward max_features (default 5,000 for all candidates and the context), so items that big
+#: only fit a few at a time; this bound keeps one item far inside it and its storage small.
+MAX_ITEM_FEATURES = 1_000
 #: Times the API can store and show back: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UNIX seconds.
 MIN_TIME = -62135596800.0
 MAX_TIME = 253402300799.0
@@ -277,6 +281,10 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
         if key in features:
             raise InvalidRow(key, f"{key} is both a field of the row and a key of features; send it once")
     merged = {**features, **{k: v for k, v in row.items() if k not in ITEM_FIELDS and v not in (None, "")}}
+    entries = len(merged) + sum(len(value) for value in merged.values() if isinstance(value, list))
+    if entries > MAX_ITEM_FEATURES:
+        raise InvalidRow("features", f"features has {entries} entries (names and list elements); an item has at most "
+                                     f"{MAX_ITEM_FEATURES}: keep the features the bandit and generators learn from")
     clean = {key: _feature(key, value) for key, value in merged.items()}
     created = row.get("createdAt")
     active = row.get("active")

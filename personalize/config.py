@@ -78,7 +78,7 @@ class Settings:
                   "catalog features included). Bounds the work of one call (see docs/api.md, 'Limits')."},
     )
     max_crossed_features: int = field(
-        default=2_000_000,
+        default=1_000_000,
         metadata={"help": "Most crossed features VW may form for one Rank call: the learning policy's interactions "
                   "(-q ca: context features x action features) summed over the actions. Bounds the CPU one call and "
                   "its learning take (about 20 ms at the defaults; bench/heavy_requests.py)."},

@@ -35,7 +35,7 @@ __all__ = ["Interactions", "RankLimits", "UNCOUNTED_OPTIONS"]
 WILDCARD = ":"
 #: The namespace index of ``ActionId`` (setting action_id_feature = bias).
 BIAS_INDEX = ACTION_ID_NAMESPACE[0]
-_OPTIONS = {"-q": 2, "--quadratic": 2, "--cubic": 3, "--interactions": 0}
+_OPTIONS = frozenset({"-q", "--quadratic", "--cubic", "--interactions"})
 #: VW options that form features this module does not count (the bounds still hold for -q, --cubic and
 #: --interactions; these add work in proportion to them, or cross by full namespace name).
 UNCOUNTED_OPTIONS = ("--experimental_full_name_interactions", "--redefine", "--lrq", "--lrqfa", "--affix", "--spelling",

@@ -197,3 +197,15 @@ def test_the_benchmark_request_is_far_inside_the_defaults() -> None:
     crossed = RankLimits.from_settings(settings_).check_crossed(
         request.context, request.context_features, request.actions, request.action_features, "contextFeatures")
     assert request.budget.used * 5 < settings_.max_features and crossed * 100 < settings_.max_crossed_features
+
+
+def test_policy_options_the_count_does_not_cover_are_named_in_a_warning(caplog: Any) -> None:
+    from personalize.config import Settings
+
+    with caplog.at_level("WARNING", logger="personalize.limits"):
+        RankLimits.from_settings(Settings(learning_policy="--cb_explore_adf -q ca --lrq ca2"))
+    assert "--lrq" in caplog.text and "max_crossed_features" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="personalize.limits"):
+        RankLimits.from_settings(Settings())
+    assert not caplog.text

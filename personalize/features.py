@@ -292,9 +292,10 @@ def vw_feature_count(value: Any) -> int:
 
 
 def counted_namespaces(features: Any, path: str, index: str, budget: FeatureBudget) -> tuple[dict[str, Any], int]:
-    """``feature_namespaces`` charging ``budget`` with the list's entries, and at most how many features VW
-    makes of it: exactly ``vw_feature_count``, except that the usual lists count null, false and zeros too
-    (their size, without a second look at every value; ``limits.RankLimits`` recounts when it matters).
+    """``feature_namespaces`` charging ``budget`` with the list's entries, and at least how many features VW
+    makes of it: exactly ``vw_feature_count`` on the careful path, the list's entries (one per feature,
+    plus its objects and names) on the one pass, which does not look at every value twice;
+    ``limits.RankLimits`` counts exactly when that bound is over its limit.
 
     The usual list (objects of scalars and flat objects, no name given twice) is handled in one pass
     here; anything else (or more entries than the budget has left) takes the careful path, which
@@ -309,7 +310,6 @@ def counted_namespaces(features: Any, path: str, index: str, budget: FeatureBudg
     grouped: dict[str, Any] = {}
     loose: dict[str, Any] = {}
     seen: set[str] = set()
-    count = 0
     for obj in features:
         if type(obj) is not dict or ACTION_ID_NAMESPACE in obj:
             return _careful_namespaces(features, path, index, budget)
@@ -321,21 +321,18 @@ def counted_namespaces(features: Any, path: str, index: str, budget: FeatureBudg
                 return _careful_namespaces(features, path, index, budget)
             seen.add(key)
             if type(value) is dict:
-                size = len(value)
-                sent += size
+                sent += len(value)
                 if sent > left or not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH or not _flat(value):
                     return _careful_namespaces(features, path, index, budget)
-                count += size
                 grouped[f"{index}_{key}"] = value
             else:
                 loose[key] = value
     if loose:
         if not _flat(loose):
             return _careful_namespaces(features, path, index, budget)
-        count += len(loose)
         grouped[index] = loose
     budget.used += sent
-    return grouped, count
+    return grouped, sent
 
 
 def _careful_namespaces(features: Any, path: str, index: str, budget: FeatureBudget) -> tuple[dict[str, Any], int]:

@@ -141,19 +141,23 @@ def main() -> None:
           f"{settings.max_crossed_features}, max_actions {settings.max_actions}; CPU ms of this thread, "
           f"{args.repeats} runs")
 
-    def rank(raw: bytes) -> tuple[str, int]:
+    def rank(raw: bytes) -> tuple[str, Any]:
         request = parse_rank_request(orjson.loads(raw), settings)
-        crossed = limits.check_crossed(request.context, request.context_features, request.actions,
-                                       request.action_features, "contextFeatures")
+        limits.check_crossed(request.context, request.context_features, request.actions, request.action_features,
+                             "contextFeatures")
         context = build_context(request.context, request.actions, settings.action_id_feature)
         ranker.decide(context, request.event_id)
-        return context, crossed
+        return context, request
+
+    def crossed(raw: bytes) -> int:
+        request = parse_rank_request(orjson.loads(raw), settings)
+        return limits.crossed(request.context, request.actions)
 
     def measure(raw: bytes) -> tuple[int, list[float], list[float]]:
-        context, crossed = rank(raw)
+        context, _ = rank(raw)
         n = len(orjson.loads(raw)["actions"])
         line = event_line(LoggedEvent(context, list(range(n)), [1.0 / n] * n), 1.0)
-        return crossed, cpu(lambda: rank(raw), args.repeats), cpu(lambda: learner.learn(line), args.repeats)
+        return crossed(raw), cpu(lambda: rank(raw), args.repeats), cpu(lambda: learner.learn(line), args.repeats)
 
     base_raw = orjson.dumps(typical())
     base_crossed, base_rank, base_learn = measure(base_raw)

@@ -125,32 +125,36 @@ class RankLimits:
                    settings.action_id_feature)
 
     def check_crossed(self, context: dict[str, Any], context_bound: int, actions: Sequence[tuple[str, dict[str, Any]]],
-                      bounds: Sequence[int], target: str) -> int:
-        """The crossed features VW forms for a Rank (the context's namespaces and each action's), or a 400
-        naming the limit above it. ``context_bound`` and ``bounds`` are at least the features VW makes of
-        the context and of each action (``features.counted_namespaces``): the exact count is taken only
-        when the cheap bound is over the limit."""
+                      bounds: Sequence[int], target: str) -> None:
+        """A 400 naming the limit when VW would form more than max_crossed_features for a Rank (the context's
+        namespaces and each action's). ``context_bound`` and ``bounds`` are at least the features VW makes of
+        the context and of each action (``features.counted_namespaces``): the exact count is taken only when
+        the cheap bound is over the limit."""
         crossed = self.interactions.crossed
         sizes = set(bounds)  # actions of one size cross alike; usually all actions have one size
         if len(sizes) == 1:
             size = sizes.pop()
-            total = len(bounds) * crossed(self._example(context_bound, size, size > 0))
+            bound = len(bounds) * crossed(self._example(context_bound, size, size > 0))
         else:
-            total = sum(times * crossed(self._example(context_bound, size, size > 0)) for size, times in Counter(bounds).items())
-        if total <= self.max_crossed_features:
-            return total
-        exact = vw_feature_count(context)
-        total = sum(crossed(self._example(exact, vw_feature_count(namespaces), bool(namespaces))) for _, namespaces in actions)
+            bound = sum(times * crossed(self._example(context_bound, size, size > 0)) for size, times in Counter(bounds).items())
+        if bound <= self.max_crossed_features:
+            return
+        total = self.crossed(context, actions)
         if total > self.max_crossed_features:
             terms = " ".join(self.interactions.terms) or "none"
             raise ApiError(
                 400, "TooManyCrossedFeatures",
                 f"This Rank would make VW form {total} crossed features (the learning policy's interactions, {terms}, "
-                f"over the context's {exact} features and each of the {len(actions)} actions' features); at most "
-                f"{self.max_crossed_features} are accepted (setting max_crossed_features): send fewer context or action "
-                "features or fewer actions, or raise PERSONALIZE_MAX_CROSSED_FEATURES.", target,
+                f"over the context's {vw_feature_count(context)} features and each of the {len(actions)} actions' features); "
+                f"at most {self.max_crossed_features} are accepted (setting max_crossed_features): send fewer context or "
+                "action features or fewer actions, or raise PERSONALIZE_MAX_CROSSED_FEATURES.", target,
             )
-        return total
+
+    def crossed(self, context: dict[str, Any], actions: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Exactly the crossed features VW forms for the context's namespaces and these actions' namespaces."""
+        exact = vw_feature_count(context)
+        return sum(self.interactions.crossed(self._example(exact, vw_feature_count(namespaces), bool(namespaces)))
+                   for _, namespaces in actions)
 
     def _example(self, context: int, features: int, has_namespaces: bool) -> dict[str, int]:
         """Features per namespace index of one action's example: the context's, the action's and its id

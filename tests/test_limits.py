@@ -194,8 +194,8 @@ def test_the_benchmark_request_is_far_inside_the_defaults() -> None:
     spec.loader.exec_module(bench)
     settings_ = Settings()
     request = parse_rank_request(orjson.loads(bench.rank_body()), settings_)
-    crossed = RankLimits.from_settings(settings_).check_crossed(
-        request.context, request.context_features, request.actions, request.action_features, "contextFeatures")
+    crossed = RankLimits.from_settings(settings_).crossed(request.context, request.actions)
+    assert crossed == 3 * (50 * 10 - 1)  # the first action has one zero-valued feature
     assert request.budget.used * 5 < settings_.max_features and crossed * 100 < settings_.max_crossed_features
 
 

@@ -149,7 +149,7 @@ def main() -> None:
         ranker.decide(context, request.event_id)
         return context, request
 
-    def crossed(raw: bytes) -> int:
+    def crossed_features(raw: bytes) -> int:
         request = parse_rank_request(orjson.loads(raw), settings)
         return limits.crossed(request.context, request.actions)
 
@@ -157,7 +157,7 @@ def main() -> None:
         context, _ = rank(raw)
         n = len(orjson.loads(raw)["actions"])
         line = event_line(LoggedEvent(context, list(range(n)), [1.0 / n] * n), 1.0)
-        return crossed(raw), cpu(lambda: rank(raw), args.repeats), cpu(lambda: learner.learn(line), args.repeats)
+        return crossed_features(raw), cpu(lambda: rank(raw), args.repeats), cpu(lambda: learner.learn(line), args.repeats)
 
     base_raw = orjson.dumps(typical())
     base_crossed, base_rank, base_learn = measure(base_raw)

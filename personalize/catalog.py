@@ -10,7 +10,9 @@ or ISO 8601 strings, from year 1 to 9999 UTC (what ``datetime`` and the API's IS
 show). Ids follow the rule Rank's ids do (``id_problem``: non-empty, at most ``MAX_ID_LENGTH``
 characters, no control characters) and are never trimmed: leading or trailing whitespace is an error, and item ids cannot contain
 ``/`` (they are a segment of ``/catalog/items/{id}``). Interaction values are finite and at
-most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle.
+most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle. Rows nest
+at most ``MAX_NESTING`` arrays and objects deep; deeper ones are refused before anything recurses
+into them, and error messages show scalars only (``brief``), never a deep value's repr.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
-    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN", "ITEM_FIELDS", "ITEM_LOOKALIKES",
-    "MAX_TYPE_LENGTH",
+    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
+    "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "brief", "nesting_problem",
 ]
 
 MAX_ID_LENGTH = 256
@@ -50,6 +52,14 @@ MAX_STRING_LENGTH = 4096
 #: Largest |value| of an interaction: summed per (user, item) and squared in float32 by the generators
 #: (ALS fails with NaN factors around 1e20); ratings, counts and amounts fit far below it.
 MAX_INTERACTION_VALUE = 1e6
+#: Deepest nesting of arrays and objects in one catalog row: the row is level 1, its features object 2
+#: and a list feature 3, all a row needs. Deeper values (an array nested 1,000 deep made Python's repr
+#: raise RecursionError, a 500) are refused first, naming the field.
+MAX_NESTING = 8
+#: Most feature entries of one item (names plus list elements). A Rank by userId counts its candidates'
+#: features toward max_features (default 5,000 for all candidates and the context), so items that big
+#: only fit a few at a time; this bound keeps one item far inside it and its storage small.
+MAX_ITEM_FEATURES = 1_000
 #: Times the API can store and show back: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UNIX seconds.
 MIN_TIME = -62135596800.0
 MAX_TIME = 253402300799.0
@@ -104,6 +114,43 @@ class InteractionIn:
     event_id: str | None = None
 
 
+def brief(value: Any) -> str:
+    """``value`` for an error message: a scalar's repr (cut at 80 characters), an array or object by its
+    kind, so a huge or deeply nested value never makes a huge message or a RecursionError."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def nesting_problem(value: Any, limit: int = MAX_NESTING) -> str | None:
+    """The path (``features.tags[0]``) of the first array or object nested deeper than ``limit`` levels
+    in ``value`` (itself level 1), or None. Iterative: any depth orjson parses is safe to check."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict):
+            children = [(f"{path}.{key}" if path else str(key), child) for key, child in node.items()
+                        if isinstance(child, (dict, list))]
+        elif isinstance(node, list):
+            children = [(f"{path}[{i}]", child) for i, child in enumerate(node) if isinstance(child, (dict, list))]
+        else:
+            continue
+        if depth > limit:
+            return path
+        stack.extend((child, child_path, depth + 1) for child_path, child in children)
+    return None
+
+
+def _check_nesting(row: Mapping[str, Any]) -> None:
+    path = nesting_problem(row)
+    if path is not None:
+        raise InvalidRow(path.split(".")[0].split("[")[0], f"{path} is nested deeper than {MAX_NESTING} levels of arrays and "
+                         "objects (a row, its features object and a list feature need 3); flatten it")
+
+
 def id_problem(value: Any) -> str | None:
     """What is wrong with ``value`` as an id, or None: the one rule for Rank's ids and the catalog's."""
     if not isinstance(value, str) or not value:
@@ -131,15 +178,15 @@ def _identifier(row: Mapping[str, Any], key: str, what: str) -> str:
 def _number(value: Any, field: str, bound: str = "") -> float:
     """A finite number (from a number or a numeric string); ``bound`` is added to the error message."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {value!r}")
+        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {brief(value)}")
     try:
         number = float(value)  # an int beyond float range raises OverflowError
     except ValueError:
-        raise InvalidRow(field, f"{field} must be a number{bound}, not {value!r}") from None
+        raise InvalidRow(field, f"{field} must be a number{bound}, not {brief(value)}") from None
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {value!r}")
+        raise InvalidRow(field, f"{field} must be a finite number{bound}, not {brief(value)}")
     return number
 
 
@@ -159,20 +206,20 @@ def parse_time(value: str | float) -> float:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
     if not MIN_TIME <= seconds <= MAX_TIME:  # also nan
-        raise _TimeOutOfRange(f"{value!r} is not a time from 0001-01-01 to 9999-12-31 UTC")
+        raise _TimeOutOfRange(f"{brief(value)} is not a time from 0001-01-01 to 9999-12-31 UTC")
     return seconds
 
 
 def _time(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}")
+        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {brief(value)}")
     try:
         return parse_time(value)
     except _TimeOutOfRange:
         raise InvalidRow(field, f"{field} must be a finite time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
-                                f"(UNIX seconds {MIN_TIME:.0f} to {MAX_TIME:.0f}), not {value!r}") from None
+                                f"(UNIX seconds {MIN_TIME:.0f} to {MAX_TIME:.0f}), not {brief(value)}") from None
     except ValueError:
-        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {value!r}") from None
+        raise InvalidRow(field, f"{field} must be UNIX seconds or an ISO 8601 time, not {brief(value)}") from None
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -182,7 +229,7 @@ def _bool(value: Any, field: str) -> bool:
         return value.strip().lower() in ("true", "1", "yes")
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise InvalidRow(field, f"{field} must be true or false, not {value!r}")
+    raise InvalidRow(field, f"{field} must be true or false, not {brief(value)}")
 
 
 def _feature_number(value: Any) -> bool:
@@ -203,7 +250,7 @@ def _feature(key: Any, value: Any) -> Any:
         return value
     if isinstance(value, (int, float)):
         if not _feature_number(value):
-            raise InvalidRow(field, f"{field} must be a finite number within +-{MAX_MAGNITUDE:g}, not {value!r}; "
+            raise InvalidRow(field, f"{field} must be a finite number within +-{MAX_MAGNITUDE:g}, not {brief(value)}; "
                                     "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
         return value
     if isinstance(value, list):
@@ -222,6 +269,7 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
     A key that looks like a misspelled field (``created_at``, ``Active``, ``updatedAt``, ...) is an
     error rather than a feature, and so is a key given both in the row and in ``features``.
     """
+    _check_nesting(row)
     item_id = _identifier(row, "id", "the item's id")
     if "/" in item_id:
         raise InvalidRow("id", f"id {item_id!r} contains '/'; item ids appear in URL paths (/catalog/items/{{id}}), "
@@ -241,6 +289,10 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
         if key in features:
             raise InvalidRow(key, f"{key} is both a field of the row and a key of features; send it once")
     merged = {**features, **{k: v for k, v in row.items() if k not in ITEM_FIELDS and v not in (None, "")}}
+    entries = len(merged) + sum(len(value) for value in merged.values() if isinstance(value, list))
+    if entries > MAX_ITEM_FEATURES:
+        raise InvalidRow("features", f"features has {entries} entries (names and list elements); an item has at most "
+                                     f"{MAX_ITEM_FEATURES}: keep the features the bandit and generators learn from")
     clean = {key: _feature(key, value) for key, value in merged.items()}
     created = row.get("createdAt")
     active = row.get("active")
@@ -254,6 +306,7 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
 
 def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: float | None = None) -> InteractionIn:
     """Validate one interaction row; ``type`` defaults to ``default_type``, value to 1, timestamp to now."""
+    _check_nesting(row)
     unknown = sorted(set(row) - set(INTERACTION_FIELDS))
     if unknown:
         raise InvalidRow(unknown[0], f"unknown field {unknown[0]!r}; interactions have {', '.join(INTERACTION_FIELDS)}")
@@ -267,7 +320,7 @@ def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: f
     bound = f" with |value| <= {MAX_INTERACTION_VALUE:.0e} (1,000,000)"
     number = 1.0 if value in (None, "") else _number(value, "value", bound)
     if abs(number) > MAX_INTERACTION_VALUE:
-        raise InvalidRow("value", f"value must be a number{bound}, not {value!r}; scale the values down "
+        raise InvalidRow("value", f"value must be a number{bound}, not {brief(value)}; scale the values down "
                                   "(e.g. to a rating or a count)")
     timestamp = row.get("timestamp")
     event_id = row.get("eventId")

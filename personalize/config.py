@@ -60,7 +60,9 @@ class Settings:
     default_reward: float = field(default=0.0, metadata={"help": "Reward for events with no reward by the end of the wait."})
     reward_aggregation: str = field(
         default="earliest",
-        metadata={"help": "'earliest' (learn at the first reward) or 'sum' (sum rewards until the wait ends)."},
+        metadata={"help": "'earliest' (learn at the first reward) or 'sum' (add an event's rewards until the wait ends: "
+                  "summed exactly, then clamped to reward_min..reward_max, so many rewards to one event never teach "
+                  "more than reward_max)."},
     )
     reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
     reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})
@@ -71,6 +73,18 @@ class Settings:
                   "'off', or 'auto' (cross for actions that carry no features of their own, off for the others)."},
     )
     max_actions: int = field(default=50, metadata={"help": "Most actions accepted in one Rank call."})
+    max_features: int = field(
+        default=5_000,
+        metadata={"help": "Most feature entries in one Rank call: every name/value pair (a namespace object's name too) "
+                  "and every array element of contextFeatures and all actions' features (generated candidates' "
+                  "catalog features included). Bounds the work of one call (see docs/api.md, 'Limits')."},
+    )
+    max_crossed_features: int = field(
+        default=1_000_000,
+        metadata={"help": "Most crossed features VW may form for one Rank call: the learning policy's interactions "
+                  "(-q ca: context features x action features) summed over the actions. Bounds the CPU one call and "
+                  "its learning take (about 20 ms at the defaults; bench/heavy_requests.py)."},
+    )
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
     learner: str = field(
         default="thread",
@@ -176,6 +190,10 @@ class Settings:
             raise SettingsError("squarecb_actions must be >= 0 (0 turns the scaling off)")
         if self.max_actions < 1:
             raise SettingsError("max_actions must be at least 1")
+        if self.max_features < 1:
+            raise SettingsError("max_features must be at least 1")
+        if self.max_crossed_features < 0:
+            raise SettingsError("max_crossed_features must be >= 0")
         if self.learner not in ("thread", "inline", "off"):
             raise SettingsError("learner must be 'thread', 'inline' or 'off'")
         if not 0.0 <= self.serendipity <= 1.0:

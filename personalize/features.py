@@ -13,6 +13,11 @@ says about the actions.
 
 The resulting ``c`` text is stored with the event, so replaying the log in VW sees
 byte-for-byte what the service learned from.
+
+Every walk is bounded: a ``FeatureBudget`` (setting ``max_features``) is charged with each
+object's and array's size before its entries are visited, so a huge feature list stops at the
+first entry over the limit, and nesting stops at ``MAX_DEPTH``. ``counted_namespaces`` also returns
+the number of features VW makes of the list (what ``personalize.limits`` crosses).
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import orjson
 
 from personalize.api.errors import ApiError
 
-__all__ = ["FeatureError", "merge_feature_list", "feature_namespaces", "build_context", "ACTION_ID_NAMESPACE",
-           "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH", "MAX_MAGNITUDE"]
+__all__ = ["FeatureError", "FeatureBudget", "merge_feature_list", "feature_namespaces", "counted_namespaces",
+           "vw_feature_count", "build_context", "ACTION_ID_NAMESPACE", "CONTEXT_INDEX", "ACTION_INDEX", "MAX_DEPTH",
+           "MAX_MAGNITUDE"]
 
 #: Namespace holding each action's id as a categorical feature, so per-action effects can be
 #: learned even when actions carry few features. Reserved: clients may not use it.
@@ -52,7 +58,34 @@ class FeatureError(ApiError):
         super().__init__(400, "InvalidFeatures", message, target)
 
 
-def _clean_value(value: Any, path: str, depth: int) -> Any:
+class FeatureBudget:
+    """How many feature entries one Rank may send (setting ``max_features``), charged as the walk goes.
+
+    An entry is a name/value pair (a namespace object's name too) or an array element: what the
+    walk visits, and at least as many as the features VW makes of them. Each object or array is
+    charged its size before it is visited, so a request over the limit costs no more than the limit.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, entries: int, path: str) -> None:
+        self.used += entries
+        if self.used > self.limit:
+            raise ApiError(
+                400, "TooManyFeatures",
+                f"{path} brings this Rank to at least {self.used} feature entries (names, values and array elements "
+                f"of contextFeatures and every action's features); at most {self.limit} are accepted "
+                "(setting max_features): send fewer features or actions (a smaller numCandidates for generated candidates), "
+                "or raise PERSONALIZE_MAX_FEATURES.",
+                path,
+            )
+
+
+def _clean_value(value: Any, path: str, depth: int, budget: FeatureBudget) -> Any:
     if value is None or isinstance(value, bool) or isinstance(value, str):
         if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
             raise FeatureError(f"{path} is longer than {MAX_STRING_LENGTH} characters; shorten it.", path)
@@ -64,8 +97,9 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
             raise FeatureError(_too_large(path, value), path)
         return value
     if isinstance(value, dict):
-        return _clean_object(value, path, depth + 1)
+        return _clean_object(value, path, depth + 1, budget)
     if isinstance(value, list):
+        budget.spend(len(value), path)
         if all(isinstance(v, str) for v in value):
             if any(len(v) > MAX_STRING_LENGTH for v in value):
                 raise FeatureError(f"{path} holds a string longer than {MAX_STRING_LENGTH} characters.", path)
@@ -80,7 +114,10 @@ def _clean_value(value: Any, path: str, depth: int) -> Any:
                     raise FeatureError(_too_large(f"{path}[{i}]", v), f"{path}[{i}]")
             return value
         if all(isinstance(v, dict) for v in value):
-            return [_clean_object(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+            return [_clean_object(v, f"{path}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
+        if any(isinstance(v, list) for v in value):
+            raise FeatureError(f"{path} holds an array inside an array; features nest only through objects, so flatten "
+                               "it (or make the inner arrays objects).", path)
         raise FeatureError(
             f"{path} mixes types; an array feature must hold only numbers, only strings or only objects.", path
         )
@@ -92,7 +129,7 @@ def _too_large(path: str, value: float) -> str:
             "overflow it; rescale the feature (e.g. hours since a start time instead of UNIX seconds, or its log).")
 
 
-def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+def _clean_object(obj: dict[str, Any], path: str, depth: int, budget: FeatureBudget) -> dict[str, Any]:
     """``obj`` validated; ``depth`` counts the objects it sits in (top level: 1).
 
     Copy on write: an object that needs no change (the usual case) is returned as it is, and
@@ -100,6 +137,7 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
     """
     if depth > MAX_DEPTH + 1:
         raise FeatureError(f"{path} is nested deeper than {MAX_DEPTH} levels; flatten the feature object.", path)
+    budget.spend(len(obj), path)
     out: dict[str, Any] | None = None
     for key, value in obj.items():
         if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH:
@@ -120,14 +158,14 @@ def _clean_object(obj: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
             if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # false for nan
                 continue
         elif kind is dict:
-            cleaned = _clean_object(value, f"{path}.{key}", depth + 1)
+            cleaned = _clean_object(value, f"{path}.{key}", depth + 1, budget)
             if cleaned is value:
                 continue
             if out is None:
                 out = dict(obj)
             out[key] = cleaned
             continue
-        cleaned = _clean_value(value, f"{path}.{key}", depth)
+        cleaned = _clean_value(value, f"{path}.{key}", depth, budget)
         if cleaned is not value:
             if out is None:
                 out = dict(obj)
@@ -149,23 +187,26 @@ def _merge(into: dict[str, Any], new: dict[str, Any], path: str) -> None:
             )
 
 
-def merge_feature_list(features: Any, path: str) -> dict[str, Any]:
+def merge_feature_list(features: Any, path: str, budget: FeatureBudget | None = None) -> dict[str, Any]:
     """Validate a Personalizer feature list (array of objects) and merge it into one object.
 
     The result may share (unchanged) objects with ``features``; treat it as read-only.
     """
+    if budget is None:
+        budget = FeatureBudget(math.inf)
     if features is None:
         return {}
     if isinstance(features, dict):  # tolerate a single object where a list is expected
         features = [features]
     elif not isinstance(features, list):
         raise FeatureError(f"{path} must be an array of JSON objects, e.g. [{{\"user\": {{\"age\": 30}}}}].", path)
+    budget.spend(len(features), path)
     merged: dict[str, Any] | None = None
     for i, obj in enumerate(features):
         if not isinstance(obj, dict):
             item_path = f"{path}[{i}]"
             raise FeatureError(f"{item_path} must be a JSON object, not {type(obj).__name__}.", item_path)
-        cleaned = _clean_object(obj, f"{path}[{i}]", 1)
+        cleaned = _clean_object(obj, f"{path}[{i}]", 1, budget)
         if merged is None:
             merged = cleaned
         else:
@@ -231,32 +272,75 @@ def _flat(obj: dict[str, Any]) -> bool:
     return True
 
 
-def _plain_namespaces(features: Any, index: str) -> dict[str, Any] | None:
-    """The namespaces of the usual feature list (objects of scalars and flat objects, no name given
-    twice) in one pass; None for anything else, which the careful path then handles or rejects."""
+#: Largest magnitude that float32, hence VW, rounds to 0 (2**-150): such a number makes no feature.
+_FLOAT32_ZERO = 2.0 ** -150
+
+
+def vw_feature_count(value: Any) -> int:
+    """How many features VW makes of validated namespaces (or one value of them): strings, true and
+    numbers that are not 0 in float32 are one each; null and false none; objects and arrays their contents."""
+    kind = type(value)
+    if kind is dict:
+        return sum(vw_feature_count(v) for v in value.values())
+    if kind is list:
+        return sum(vw_feature_count(v) for v in value)
+    if kind is str:
+        return 1
+    if kind is bool:
+        return 1 if value else 0
+    if value is None or -_FLOAT32_ZERO <= value <= _FLOAT32_ZERO:
+        return 0
+    return 1
+
+
+def counted_namespaces(features: Any, path: str, index: str, budget: FeatureBudget) -> tuple[dict[str, Any], int]:
+    """``feature_namespaces`` charging ``budget`` with the list's entries, and at least how many features VW
+    makes of it: exactly ``vw_feature_count`` on the careful path, the list's entries (one per feature,
+    plus its objects and names) on the one pass, which does not look at every value twice;
+    ``limits.RankLimits`` counts exactly when that bound is over its limit.
+
+    The usual list (objects of scalars and flat objects, no name given twice) is handled in one pass
+    here; anything else (or more entries than the budget has left) takes the careful path, which
+    handles or rejects it.
+    """
     if type(features) is not list:
-        return None
+        return _careful_namespaces(features, path, index, budget)
+    left = budget.limit - budget.used
+    sent = len(features)
+    if sent > left:
+        return _careful_namespaces(features, path, index, budget)
     grouped: dict[str, Any] = {}
     loose: dict[str, Any] = {}
     seen: set[str] = set()
     for obj in features:
         if type(obj) is not dict or ACTION_ID_NAMESPACE in obj:
-            return None
+            return _careful_namespaces(features, path, index, budget)
+        sent += len(obj)
+        if sent > left:
+            return _careful_namespaces(features, path, index, budget)
         for key, value in obj.items():
             if key in seen:
-                return None
+                return _careful_namespaces(features, path, index, budget)
             seen.add(key)
             if type(value) is dict:
-                if not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH or not _flat(value):
-                    return None
+                sent += len(value)
+                if sent > left or not key or key[0] == "_" or len(key) > MAX_KEY_LENGTH or not _flat(value):
+                    return _careful_namespaces(features, path, index, budget)
                 grouped[f"{index}_{key}"] = value
             else:
                 loose[key] = value
     if loose:
         if not _flat(loose):
-            return None
+            return _careful_namespaces(features, path, index, budget)
         grouped[index] = loose
-    return grouped
+    budget.used += sent
+    return grouped, sent
+
+
+def _careful_namespaces(features: Any, path: str, index: str, budget: FeatureBudget) -> tuple[dict[str, Any], int]:
+    """Any feature list validated, merged and counted exactly, or the error that names what is wrong."""
+    namespaces = _namespaces(merge_feature_list(features, path, budget), index)
+    return namespaces, vw_feature_count(namespaces)
 
 
 def feature_namespaces(features: Any, path: str, index: str) -> dict[str, Any]:
@@ -267,8 +351,7 @@ def feature_namespaces(features: Any, path: str, index: str) -> dict[str, Any]:
     given twice, an error to report) takes the careful path. The result may share (unchanged)
     objects with ``features``; treat it as read-only.
     """
-    grouped = _plain_namespaces(features, index)
-    return grouped if grouped is not None else _namespaces(merge_feature_list(features, path), index)
+    return counted_namespaces(features, path, index, FeatureBudget(math.inf))[0]
 
 
 def build_context(context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], action_id: str) -> str:

@@ -153,7 +153,8 @@ class Learner:
             settings = self.settings
             with self.db.reading() as connection:  # no write lock while reading and learning
                 joined = store.ready_events(
-                    connection, self.clock(), settings.learner_batch, settings.reward_aggregation, settings.default_reward
+                    connection, self.clock(), settings.learner_batch, settings.reward_aggregation, settings.default_reward,
+                    settings.reward_min, settings.reward_max,
                 )
             if not joined:
                 return 0

@@ -24,8 +24,9 @@ from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import load_training_data
-from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
+from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
 from personalize.learner import Learner
+from personalize.limits import RankLimits
 from personalize.models import Item
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
@@ -45,9 +46,12 @@ class RankRequest:
     defer: bool
     user_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    budget: FeatureBudget = field(default_factory=lambda: FeatureBudget(0))  # max_features, spent by the feature lists
+    context_features: int = 0  # at least the features VW makes of the context and of each action (limits.RankLimits)
+    action_features: list[int] = field(default_factory=list)
 
 
-def parse_rank_request(body: Any, schemas: RequestSchemas) -> RankRequest:
+def parse_rank_request(body: Any, schemas: RequestSchemas, max_features: int) -> RankRequest:
     """Validate a Personalizer Rank body: first against the RankRequest schema (fields, types, limits),
     then the rules a schema cannot state. Every error names the field and the fix.
 
@@ -56,9 +60,11 @@ def parse_rank_request(body: Any, schemas: RequestSchemas) -> RankRequest:
     schemas.check("RankRequest", body)
     event_id = body.get("eventId") or uuid.uuid4().hex
     user_id = body.get("userId")
-    context = feature_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX)
+    budget = FeatureBudget(max_features)
+    context, context_features = counted_namespaces(body.get("contextFeatures"), "contextFeatures", CONTEXT_INDEX, budget)
     raw_actions = body.get("actions")
     actions: list[tuple[str, dict[str, Any]]] = []
+    action_features: list[int] = []
     if raw_actions is not None:
         seen: set[str] = set()
         for i, action in enumerate(raw_actions):
@@ -66,7 +72,9 @@ def parse_rank_request(body: Any, schemas: RequestSchemas) -> RankRequest:
             if action_id in seen:
                 raise ApiError(400, "DuplicateActionId", f"actions[{i}].id {action_id!r} appears twice; action ids must be unique.", f"actions[{i}].id")
             seen.add(action_id)
-            actions.append((action_id, feature_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX)))
+            namespaces, count = counted_namespaces(action.get("features"), f"actions[{i}].features", ACTION_INDEX, budget)
+            actions.append((action_id, namespaces))
+            action_features.append(count)
     excluded: list[str] = body.get("excludedActions") or []
     if actions and excluded:
         ids = {a for a, _ in actions}
@@ -77,7 +85,8 @@ def parse_rank_request(body: Any, schemas: RequestSchemas) -> RankRequest:
         if ids.issubset(excluded):
             raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
     return RankRequest(event_id=event_id, context=context, actions=actions, excluded=list(excluded),
-                       defer=bool(body.get("deferActivation")), user_id=user_id)
+                       defer=bool(body.get("deferActivation")), user_id=user_id,
+                       budget=budget, context_features=context_features, action_features=action_features)
 
 
 def parse_reward_value(body: Any, schemas: RequestSchemas) -> float:
@@ -97,6 +106,7 @@ class Service:
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
+        self.limits = RankLimits.from_settings(settings)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
         self._candidates_loaded = False
@@ -213,20 +223,28 @@ class Service:
         except UnknownGeneratorError as exc:
             raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to use the configured ones.", "generators") from None
         if not proposed:
-            raise ApiError(422, "NoCandidates", "The generators proposed no items: import active items into the catalog first "
-                           "(POST /personalizer/v1.0/catalog/items or `personalize import items`).", "userId")
-        request.actions = [(c.item_id, feature_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX))
-                           for c in proposed]
+            raise ApiError(422, "NoCandidates", f"The generators proposed no items for userId {request.user_id!r}: the catalog "
+                           "has no active item this user has not interacted with yet. Import items (POST "
+                           "/personalizer/v1.0/catalog/items or `personalize import items`), or send actions.", "userId")
+        for c in proposed:  # catalog features count toward max_features, as sent ones do
+            namespaces, count = counted_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX, request.budget)
+            request.actions.append((c.item_id, namespaces))
+            request.action_features.append(count)
         request.extra["generators"] = {c.item_id: c.generators for c in proposed}
         if set(request.extra["generators"]).issubset(request.excluded):
             raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
 
     def rank(self, body: Any) -> dict[str, Any]:
-        request = parse_rank_request(body, self.schemas)
+        request = parse_rank_request(body, self.schemas, self.settings.max_features)
         if not request.actions:  # a userId and no actions
             self._generate_actions(request, body)
         excluded = set(request.excluded)
         kept = [(a, f) for a, f in request.actions if a not in excluded]
+        bounds = request.action_features
+        if excluded:
+            bounds = [n for (a, _), n in zip(request.actions, bounds) if a not in excluded]
+        self.limits.check_crossed(request.context, request.context_features, kept, bounds,
+                                  "contextFeatures" if body.get("actions") is not None else "numCandidates")
         context_json = build_context(request.context, kept, self.settings.action_id_feature)
         try:
             decision = self.ranker.decide(context_json, request.event_id)

@@ -20,6 +20,7 @@ rewriting it once per learned event instead of twice is half the learner's SQL c
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
@@ -261,9 +262,15 @@ class StaleEvents(Exception):
     """An event changed (was rewarded or claimed) between the learner's read and its publish."""
 
 
-def ready_events(session: Db, now: float, limit: int, aggregation: str, default_reward: float) -> list[JoinedEvent]:
+def ready_events(session: Db, now: float, limit: int, aggregation: str, default_reward: float,
+                 reward_min: float = -math.inf, reward_max: float = math.inf) -> list[JoinedEvent]:
     """Up to ``limit`` ready, unclaimed events, oldest-ready first, each with its aggregated reward
-    (or the default). Locks nothing: publish_snapshot claims them, if they are unchanged."""
+    (or the default). Locks nothing: publish_snapshot claims them, if they are unchanged.
+
+    ``sum`` adds an event's counted rewards exactly (``math.fsum``: no rounding, whatever their order
+    or sizes) and clamps the total to [reward_min, reward_max], the range each reward was accepted in:
+    2,000 rewards of 1.0 to one event teach reward_max, not 2,000.
+    """
     connection = _connection(session)
     raw = _sqlite(connection)
     if raw is not None:
@@ -284,7 +291,7 @@ def ready_events(session: Db, now: float, limit: int, aggregation: str, default_
         if not values:
             joined.append(JoinedEvent(event, default_reward))
         elif aggregation == "sum":
-            joined.append(JoinedEvent(event, float(sum(values))))
+            joined.append(JoinedEvent(event, min(max(math.fsum(values), reward_min), reward_max)))
         else:
             joined.append(JoinedEvent(event, values[0]))
     return joined

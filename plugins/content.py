@@ -45,7 +45,8 @@ class ContentGenerator(ScoringGenerator):
         else:
             self.vectors = sparse.csr_matrix((len(documents), 0))
         profiles = (data.user_items @ self.vectors).tocsr()
-        # No users, or no terms at all (a catalog of numbers only): nothing to normalize (sklearn refuses 0 columns).
+        # No users or no terms (numbers only, or every term in a single item): nothing to normalize,
+        # and every query is empty, so the generator proposes nothing rather than failing the fit.
         self.profiles = normalize(profiles, norm="l2").tocsr() if profiles.shape[0] and profiles.shape[1] else profiles
 
     def scores(self, request: CandidateRequest) -> np.ndarray | None:

@@ -212,3 +212,78 @@ def test_the_largest_accepted_feature_values_learn_into_a_finite_model(make_app:
     service.learner.step()
     model = vw.Workspace(["--quiet"], model_data=service.learner._model.serialize())
     assert np.isfinite(model.weights()).all()
+
+
+#: Where a deeply nested value goes: (method, URL, body template with {} for the value).
+_DEEP_PLACES = [
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"features": %s}'),
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"features": {"a": %s}}'),
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"a": %s}'),
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"id": %s}'),
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"createdAt": %s}'),
+    ("PUT", "/personalizer/v1.0/catalog/items/x", '{"active": %s}'),
+    ("POST", "/personalizer/v1.0/catalog/items", '{"items": [{"id": "x", "features": {"a": %s}}]}'),
+    ("POST", "/personalizer/v1.0/catalog/items", '{"items": [%s]}'),
+    ("POST", "/personalizer/v1.0/interactions", '{"interactions": [{"userId": "u", "itemId": "x", "value": %s}]}'),
+    ("POST", "/personalizer/v1.0/interactions", '{"interactions": [{"userId": "u", "itemId": "x", "timestamp": %s}]}'),
+    ("POST", "/personalizer/v1.0/interactions", '{"interactions": [{"userId": %s, "itemId": "x"}]}'),
+    ("POST", "/personalizer/v1.0/generators/train", '{"generators": %s}'),
+    ("POST", RANK, '{"contextFeatures": [{"a": %s}], "actions": [{"id": "a"}]}'),
+    ("POST", RANK, '{"contextFeatures": %s, "actions": [{"id": "a"}]}'),
+    ("POST", RANK, '{"actions": [{"id": "a", "features": [{"x": %s}]}]}'),
+    ("POST", RANK, '{"actions": [{"id": %s}]}'),
+    ("POST", RANK, '{"userId": "u", "generators": %s}'),
+    ("POST", "/personalizer/v1.0/events/e/reward", '{"value": %s}'),
+    ("POST", RANK, "%s"),
+]
+
+
+def _nested(kinds: list[str], leaf: str) -> str:
+    """JSON text nesting ``leaf`` in arrays and objects, outermost first (built as text: json.dumps recurses)."""
+    text = leaf
+    for kind in reversed(kinds):
+        text = f"[{text}]" if kind == "array" else f'{{"k": {text}}}'
+    return text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.one_of(st.lists(st.sampled_from(["array", "object"]), min_size=1, max_size=30),
+                       st.integers(900, 1100).flatmap(lambda n: st.lists(st.sampled_from(["array", "object"]),
+                                                                         min_size=n, max_size=n))),
+       leaf=st.sampled_from(["1", '"x"', "null", "[]", "{}"]), place=st.sampled_from(_DEEP_PLACES))
+def test_deeply_nested_values_are_a_400_naming_the_field(make_app: Any, kinds: list[str], leaf: str,
+                                                          place: tuple[str, str, str]) -> None:
+    """Arrays and objects nested up to ~1,000 deep anywhere (a RecursionError 500 in catalog fields before)."""
+    method, url, template = place
+    client = _app_for(make_app).test_client()
+    response = client.open(url, method=method, data=template % _nested(kinds, leaf), content_type="application/json")
+    assert response.status_code in (200, 201, 400, 404, 422), response.data
+    if response.status_code >= 400:
+        assert response.json["error"]["code"] and response.json["error"]["message"]
+    if len(kinds) > 1024:  # orjson refuses deeper JSON itself: a 400 that says so
+        assert response.json["error"]["code"] == "InvalidJson" and "depth" in response.json["error"]["message"]
+
+
+def test_catalog_rows_nest_at_most_max_nesting_levels(client: Any) -> None:
+    from personalize.catalog import MAX_NESTING
+
+    deep = _nested(["array"] * MAX_NESTING, "1")
+    response = client.put("/personalizer/v1.0/catalog/items/x", data='{"features": {"a": %s}}' % deep,
+                          content_type="application/json")
+    error = assert_error(response, 400, "features")
+    assert f"nested deeper than {MAX_NESTING} levels" in error["message"] and "features.a[0]" in error["message"]
+    response = client.post("/personalizer/v1.0/interactions", data='{"interactions": [{"userId": "u", "itemId": "x", '
+                           '"value": %s}]}' % _nested(["object"] * 1000, "1"), content_type="application/json")
+    error = assert_error(response, 400, "interactions[0]")
+    assert "value.k.k" in error["message"] and f"{MAX_NESTING} levels" in error["message"]
+
+
+_DEEP_APPS: dict[int, Any] = {}
+
+
+def _app_for(make_app: Any) -> Any:
+    """One app per run of the property (hypothesis calls the test body many times per fixture)."""
+    if id(make_app) not in _DEEP_APPS:
+        _DEEP_APPS.clear()
+        _DEEP_APPS[id(make_app)] = make_app(start=False, generator_refresh_interval=0)
+    return _DEEP_APPS[id(make_app)]

@@ -138,3 +138,48 @@ def test_train_endpoint_refits_the_generators(generated: tuple[Any, Any]) -> Non
     assert "brand-new" not in before and "brand-new" in after
     assert client.post("/personalizer/v1.0/generators/train", json={"generators": ["nope"]}).status_code == 422
     assert client.post("/personalizer/v1.0/generators/train", data="[1]", content_type="application/json").status_code == 400
+
+
+_ONE_CLICK = [{"userId": "u1", "itemId": "i1", "type": "click"}]
+
+
+@pytest.mark.parametrize(("items", "interactions"), [
+    pytest.param([{"id": "i1", "features": {"price": 3}}, {"id": "i2", "features": {"price": 5.5}}], _ONE_CLICK,
+                 id="numbers only, one interaction"),
+    pytest.param([{"id": "i1", "features": {"title": "hello world"}}, {"id": "i2", "features": {"title": "other"}}],
+                 _ONE_CLICK, id="text whose every term is in one item"),
+    pytest.param([{"id": "i1", "features": {"tags": ["a", "b"]}}, {"id": "i2", "features": {"tags": ["c"]}}], _ONE_CLICK,
+                 id="lists only"),
+    pytest.param([{"id": "i1", "features": {}}, {"id": "i2", "features": {}}], _ONE_CLICK, id="no features"),
+    pytest.param([{"id": "i1", "features": {"new": True}}, {"id": "i2", "features": {"new": False}}], _ONE_CLICK,
+                 id="booleans only"),
+    pytest.param([{"id": "i1", "features": {"price": 3}}], _ONE_CLICK, id="one item, seen"),
+    pytest.param([{"id": "i1", "features": {"price": 3}}], [], id="one item, no interactions"),
+    pytest.param([{"id": "i1", "features": {"t": "x"}}, {"id": "i2", "features": {"t": "y"}}],
+                 [{"userId": "u1", "itemId": "i1", "value": -1}], id="only a negative interaction"),
+    pytest.param([], [], id="empty catalog"),
+])
+def test_tiny_catalogs_train_and_rank_by_user(make_app: Any, items: list[dict[str, Any]],
+                                              interactions: list[dict[str, Any]]) -> None:
+    """What a new user tries first: a 500 in train and in Rank by userId for numbers-only and tiny catalogs
+    before (TF-IDF with an empty vocabulary). A generator with nothing to learn from proposes nothing."""
+    client = make_app(start=False, generator_refresh_interval=0).test_client()
+    if items:
+        assert client.post("/personalizer/v1.0/catalog/items", json={"items": items}).status_code == 200
+    if interactions:
+        assert client.post("/personalizer/v1.0/interactions", json={"interactions": interactions}).status_code == 201
+    trained = client.post("/personalizer/v1.0/generators/train")
+    assert trained.status_code == 200, trained.json
+    names = list(trained.json["trained"])
+    for body in ({"userId": "u1"}, {"userId": "stranger"}, {"userId": "u1", "contextFeatures": [{"currentItemId": "i1"}]},
+                 *({"userId": "u1", "generators": [name]} for name in names)):
+        response = client.post(RANK, json=body)
+        assert response.status_code in (201, 422), (body, response.json)
+        if response.status_code == 201:
+            assert {r["id"] for r in response.json["ranking"]} <= {item["id"] for item in items}
+            reward = client.post(f"/personalizer/v1.0/events/{response.json['eventId']}/reward", json={"value": 1})
+            assert reward.status_code == 204
+        else:
+            assert response.json["error"]["code"] == "NoCandidates", response.json
+    if len(items) > 1 or (items and not interactions):  # something unseen to propose
+        assert client.post(RANK, json={"userId": "u1"}).status_code == 201

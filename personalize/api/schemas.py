@@ -21,8 +21,8 @@ import orjson
 
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_TIME, MAX_TYPE_LENGTH,
-    MIN_TIME,
+    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
+    MAX_TYPE_LENGTH, MIN_TIME, nesting_problem,
 )
 from personalize.config import Settings
 from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
@@ -461,9 +461,14 @@ class RequestSchemas:
     def check(self, name: str, body: Any) -> None:
         """Raise the ApiError for the first way ``body`` breaks schema ``name`` (bulk calls: every bad row)."""
         validator = self._validators[name]
-        if validator.is_valid(body):
-            return
-        errors = list(validator.iter_errors(body))
+        try:
+            if validator.is_valid(body):
+                return
+            errors = list(validator.iter_errors(body))
+        except ValueError:  # jsonschema-rs' recursion limit: a value nested far deeper than any schema allows
+            path = nesting_problem(body, MAX_NESTING + 2)  # + the body and a row around the catalog's levels
+            raise ApiError(400, "BadRequest", f"{path or 'The body'} is nested deeper than {MAX_NESTING} levels of "
+                           "arrays and objects; flatten it.", path) from None
         if name in ("ItemsRequest", "InteractionsRequest"):
             rows = [e for e in errors if len(e.instance_path) >= 2]
             if rows:

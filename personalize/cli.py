@@ -37,7 +37,9 @@ class _Cli(click.Group):
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="personalize", prog_name="personalize")
-@click.option("--log-level", default="WARNING", show_default=True, help="Logging level (INFO shows migrations and learner activity).")
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              help="Logging level (INFO shows migrations and learner activity).")
 def cli(log_level: str) -> None:
     """personalize: a self-hosted, Personalizer-compatible contextual bandit service."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -45,10 +47,10 @@ def cli(log_level: str) -> None:
 
 @cli.command(epilog="\b\nSettings (environment variables, or keys of the --config TOML file):\n" + settings_table())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=1, show_default=True, type=int,
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Server processes. With more than one, the learner runs as its own process.")
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per server process.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1), help="Threads per server process.")
 @click.option("--no-auth", is_flag=True,
               help="Serve a non-loopback --host without API keys: anyone who reaches the port may call everything.")
 @settings_options

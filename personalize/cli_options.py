@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import click
 from sqlalchemy import inspect
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.engine import make_url
 
 from personalize import catalog
@@ -46,12 +47,20 @@ def open_database(settings: Settings, create: bool = True) -> Database:
     missing SQLite file, a database without our tables), they say so in one line instead of
     creating an empty one and reporting on it, so a wrong --data-dir is noticed.
     """
-    url = make_url(settings.resolved_database_url)
+    try:
+        url = make_url(settings.resolved_database_url)
+    except ArgumentError:
+        raise click.ClickException(f"{settings.resolved_database_url.split('@')[-1]!r} is not a database URL; see "
+                                   "--database-url / PERSONALIZE_DATABASE_URL, e.g. postgresql+psycopg://user@host/db") from None
     shown = url.render_as_string(hide_password=True)
     if not create and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
             and not url.database.startswith("file:") and not Path(url.database).is_file():
         raise click.ClickException(_NO_DATABASE.format(where=url.database))
-    database = Database.for_settings(settings)
+    try:
+        database = Database.for_settings(settings)
+    except ArgumentError as exc:  # no such dialect or driver
+        raise click.ClickException(f"cannot use the database URL {shown} ({exc}); see --database-url / "
+                                   "PERSONALIZE_DATABASE_URL, e.g. postgresql+psycopg://user@host/db") from None
     try:
         if not create and not inspect(database.engine).has_table("alembic_version"):
             raise click.ClickException(_NO_DATABASE.format(where=shown) + " (it has no personalize tables)")

@@ -48,6 +48,13 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 def read_rows(path: Path, fmt: str | None) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) for a CSV (header on line 1) or JSON-lines file; an unparseable line yields its error text."""
     kind = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv")
+    try:
+        yield from _read_rows(path, kind)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+
+
+def _read_rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         if kind == "csv":
             reader = csv.DictReader(fh)

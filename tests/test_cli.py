@@ -191,3 +191,52 @@ def test_status_url_reports_a_server_that_is_not_ours_or_not_ok_in_one_line() ->
         for server in (html, ours):
             server.shutdown()
             server.server_close()
+
+
+def _usage_error(result: Any, expected: str) -> None:
+    """click's usage error: exit status 2, the message named, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output and expected in result.output, result.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["serve", "--workers", "0"], "--workers"),
+    (["serve", "--threads", "0"], "--threads"),
+    (["serve", "--port", "99999"], "--port"),
+    (["serve", "--port", "-1"], "--port"),
+    (["--log-level", "BOGUS", "status"], "--log-level"),
+])
+def test_out_of_range_options_are_usage_errors(args: list[str], expected: str, tmp_path: Path) -> None:
+    _usage_error(CliRunner().invoke(cli, [*args, "--data-dir", str(tmp_path)] if args[0] == "serve" else args), expected)
+
+
+def test_evaluate_names_a_policy_vw_refuses(make_app: Any, clock: Any, tmp_path: Path) -> None:
+    app = make_app(clock=clock, start=False, reward_wait_time=5)
+    client, service = app.test_client(), app.extensions["personalize"]
+    for i in range(10):
+        out = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).json
+        client.post(f"/personalizer/v1.0/events/{out['eventId']}/reward", json={"value": float(i % 2)})
+    clock.advance(10.0)
+    service.learner.step()
+    for policy in ("x", "--cb_explore_adf --bogus"):
+        result = CliRunner().invoke(cli, ["evaluate", "--policy", policy, "--bootstrap", "5",
+                                          "--data-dir", str(tmp_path / "data")], env={"PERSONALIZE_DATA_DIR": None})
+        _usage_error(result, "--policy")
+
+
+@pytest.mark.parametrize("url", ["bogus://x", "not a url"])
+def test_a_database_url_that_is_not_one_is_one_line(url: str) -> None:
+    _one_line_error(CliRunner().invoke(cli, ["status", "--database-url", url]), "database URL")
+
+
+def test_files_that_are_not_utf8_are_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "bad.csv"
+    binary.write_bytes(b"\xff\xfe\x00id\x00\n\x81\x82")
+    config = tmp_path / "bad.toml"
+    config.write_bytes(b"\xff\xfe\x81")
+    result = CliRunner().invoke(cli, ["status", "--config", str(config), "--data-dir", str(tmp_path)])
+    _usage_error(result, "cannot read config file")
+    for kind in ("items", "interactions"):
+        result = CliRunner().invoke(cli, ["import", kind, str(binary), "--data-dir", str(tmp_path)])
+        _one_line_error(result, "is not UTF-8 text")

@@ -64,7 +64,10 @@ def evaluate_command(policies: tuple[str, ...], logs: str | None, since: str | N
     if not events:
         raise click.ClickException("no learned events with rewards in the selection; nothing to evaluate")
     click.echo(f"{len(events)} logged events", err=True)
-    rows = evaluate(events, policies, reps=bootstrap, seed=seed, settings=settings)
+    try:
+        rows = evaluate(events, policies, reps=bootstrap, seed=seed, settings=settings)
+    except RuntimeError as exc:  # VW refused a policy's arguments
+        raise click.BadParameter(f"VW cannot run it: {exc}", param_hint="--policy") from None
     if as_json:
         click.echo(json.dumps([{"policy": r.policy, "estimates": r.estimates, "intervals": r.intervals}
                                for r in rows], indent=2))

@@ -174,3 +174,14 @@ def test_a_bad_origin_is_a_settings_error(value: str) -> None:
 def test_any_origin_is_explicit(make_app: Any) -> None:
     client = make_app(start=False, cors_origins="*").test_client()
     assert _preflight(client, "https://anywhere.example").headers["Access-Control-Allow-Origin"] == "https://anywhere.example"
+
+
+@pytest.mark.parametrize("origin", [SHOP, "https://evil.example", None])
+def test_with_one_listed_origin_every_answer_varies_on_origin(make_app: Any, origin: str | None) -> None:
+    """flask-cors adds Vary: Origin only for several origins; a shared cache must not serve the listed
+    origin's answer (or the unlisted one's) to another origin with one listed either."""
+    client = make_app(start=False, cors_origins=SHOP).test_client()
+    headers = {"Origin": origin} if origin else {}
+    for response in (client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}, headers=headers),
+                     _preflight(client, origin or SHOP)):
+        assert "origin" in {v.strip().lower() for v in response.headers.get("Vary", "").split(",")}, response.headers

@@ -10,7 +10,7 @@ content type.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_cors import CORS
 
 from personalize.api.errors import ApiError
@@ -61,3 +61,11 @@ def install(app: Flask, settings: Settings) -> None:
         always_send=False,  # no Access-Control-Allow-Origin for requests without an Origin
         max_age=600,
     )
+    app.after_request(_vary_on_origin)
+
+
+def _vary_on_origin(response: Response) -> Response:
+    """With CORS on, every answer depends on Origin (flask-cors says so only with several origins):
+    without ``Vary: Origin`` a shared cache could serve one origin's answer to another."""
+    response.vary.add("Origin")
+    return response

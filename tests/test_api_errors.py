@@ -290,3 +290,10 @@ def _app_for(make_app: Any) -> Any:
         _DEEP_APPS.clear()
         _DEEP_APPS[id(make_app)] = make_app(start=False, generator_refresh_interval=0)
     return _DEEP_APPS[id(make_app)]
+
+
+def test_activate_refuses_a_body_instead_of_ignoring_it(client: Any) -> None:
+    client.post("/personalizer/v1.0/rank", json={"eventId": "deferred", "deferActivation": True,
+                                                  "actions": [{"id": "a"}, {"id": "b"}]})
+    assert_error(client.post("/personalizer/v1.0/events/deferred/activate", json={"value": 1}), 400)
+    assert client.post("/personalizer/v1.0/events/deferred/activate").status_code == 204

@@ -4,6 +4,7 @@ from flask import Blueprint
 from werkzeug.routing import PathConverter
 
 from personalize.api._common import json_body, service
+from personalize.api.errors import ApiError
 
 bp = Blueprint("events", __name__, url_prefix="/personalizer/v1.0")
 
@@ -23,5 +24,8 @@ def reward(event_id: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/events/<event_id:event_id>/activate")
 def activate(event_id: str):  # type: ignore[no-untyped-def]
+    if json_body(required=False) is not None:  # never silently ignored: a client sending one meant something else
+        raise ApiError(400, "BadRequest", "Activate takes no body; send POST /events/{eventId}/activate with an empty "
+                       "body (a reward goes to /events/{eventId}/reward).")
     service().activate(event_id)
     return "", 204

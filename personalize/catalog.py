@@ -38,7 +38,7 @@ __all__ = [
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
     "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
-    "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "brief", "nesting_problem",
+    "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem",
 ]
 
 MAX_ID_LENGTH = 256
@@ -47,6 +47,8 @@ MAX_ID_LENGTH = 256
 ID_FORBIDDEN = "\\x00-\\x1f\\x7f-\\x9f"
 _CONTROL = re.compile(f"[{ID_FORBIDDEN}]")
 MAX_TYPE_LENGTH = 64
+#: Item ids that HTTP clients rewrite as path segments: /catalog/items/.. would never reach the item.
+PATH_SEGMENT_IDS = (".", "..")
 MAX_KEY_LENGTH = 256
 MAX_STRING_LENGTH = 4096
 #: Largest |value| of an interaction: summed per (user, item) and squared in float32 by the generators
@@ -271,6 +273,9 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
     """
     _check_nesting(row)
     item_id = _identifier(row, "id", "the item's id")
+    if item_id in PATH_SEGMENT_IDS:
+        raise InvalidRow("id", f"id {item_id!r} is a path segment that HTTP clients rewrite in /catalog/items/{{id}}; "
+                         "use another id")
     if "/" in item_id:
         raise InvalidRow("id", f"id {item_id!r} contains '/'; item ids appear in URL paths (/catalog/items/{{id}}), "
                                "so use another character")

@@ -297,3 +297,20 @@ def test_activate_refuses_a_body_instead_of_ignoring_it(client: Any) -> None:
                                                   "actions": [{"id": "a"}, {"id": "b"}]})
     assert_error(client.post("/personalizer/v1.0/events/deferred/activate", json={"value": 1}), 400)
     assert client.post("/personalizer/v1.0/events/deferred/activate").status_code == 204
+
+
+@pytest.mark.parametrize("item_id", [".", ".."])
+def test_item_ids_that_are_path_segments_are_refused(client: Any, item_id: str) -> None:
+    response = client.post("/personalizer/v1.0/catalog/items", json={"items": [{"id": item_id, "features": {"a": 1}}]})
+    assert_error(response, 400)
+    put = client.put("/personalizer/v1.0/catalog/items/%2E%2E" if item_id == ".." else "/personalizer/v1.0/catalog/items/%2E",
+                     json={"features": {"a": 1}})
+    assert put.status_code in (400, 404), put.data  # never stored under an id no client can read back
+
+
+@pytest.mark.parametrize("user_id", [" u", "u ", "\tu"])
+def test_rank_user_ids_follow_the_interactions_rule(client: Any, user_id: str) -> None:
+    """An interactions' userId with edge whitespace is refused, so a Rank for one could never be personal."""
+    assert_error(client.post("/personalizer/v1.0/rank", json={"userId": user_id}), 400, "userId")
+    assert_error(client.post("/personalizer/v1.0/interactions",
+                             json={"interactions": [{"userId": user_id, "itemId": "x"}]}), 400)

@@ -22,7 +22,7 @@ import orjson
 from personalize.api.errors import ApiError
 from personalize.catalog import (
     ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
-    MAX_TYPE_LENGTH, MIN_TIME, nesting_problem,
+    MAX_TYPE_LENGTH, MIN_TIME, PATH_SEGMENT_IDS, nesting_problem,
 )
 from personalize.config import Settings
 from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
@@ -52,10 +52,11 @@ def _catalog_id(what: str, slash: bool = True) -> dict[str, Any]:
     """Catalog ids are matched exactly and never trimmed: no leading or trailing whitespace."""
     edge = f"[^\\s{ID_FORBIDDEN}{'' if slash else '/'}]"
     inner = f"[^{ID_FORBIDDEN}{'' if slash else '/'}]"
-    rule = "" if slash else ", no '/' (item ids are a segment of the URL /catalog/items/{id})"
-    return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^{edge}({inner}*{edge})?$",
-            "description": f"{what}: 1 to {MAX_ID_LENGTH} characters, no control characters, no leading or "
-                           f"trailing whitespace{rule}."}
+    rule = "" if slash else ", no '/' and not '.' or '..' (item ids are a segment of the URL /catalog/items/{id})"
+    schema = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^{edge}({inner}*{edge})?$",
+              "description": f"{what}: 1 to {MAX_ID_LENGTH} characters, no control characters, no leading or "
+                             f"trailing whitespace{rule}."}
+    return schema if slash else {**schema, "not": {"enum": list(PATH_SEGMENT_IDS)}}
 
 
 _NUMBER = {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
@@ -179,7 +180,8 @@ def components(settings: Settings) -> dict[str, Any]:
                                            "segment (HTTP clients rewrite those in the reward URL)."},
                 "deferActivation": {"type": ["boolean", "null"],
                                     "description": "true: learn from the event only after it is activated."},
-                "userId": _id("The user this decision is for; without actions, candidates are generated for them"),
+                "userId": _catalog_id("The user this decision is for, as in the catalog's interactions; without "
+                                      "actions, candidates are generated for them"),
                 "numCandidates": {"type": "integer", "minimum": 1, "maximum": settings.max_actions,
                                   "description": f"How many candidates to generate (1 to {settings.max_actions})."},
                 "generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},

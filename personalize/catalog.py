@@ -256,11 +256,11 @@ def _feature(key: Any, value: Any) -> Any:
                                     "rescale it (e.g. hours since a start time instead of UNIX seconds, or its log)")
         return value
     if isinstance(value, list):
-        if all(isinstance(v, str) and len(v) <= MAX_STRING_LENGTH and not v.startswith("_") for v in value):
-            return value  # strings become feature names in Rank: VW reserves names starting with '_'
+        if all(isinstance(v, str) and 0 < len(v) <= MAX_STRING_LENGTH and v[0] != "_" for v in value):
+            return value  # strings become feature names in Rank: none is empty, VW reserves names starting with '_'
         if all(_feature_number(v) for v in value):
             return value
-        raise InvalidRow(field, f"{field} must be a list of strings (not starting with '_') or a list of finite numbers "
+        raise InvalidRow(field, f"{field} must be a list of strings (not empty, not starting with '_') or a list of finite numbers "
                                 f"within +-{MAX_MAGNITUDE:g}")
     raise InvalidRow(field, f"{field} must be a string, number, boolean or list; flatten nested objects")
 

@@ -103,9 +103,10 @@ def _clean_value(value: Any, path: str, depth: int, budget: FeatureBudget) -> An
         if all(isinstance(v, str) for v in value):
             if any(len(v) > MAX_STRING_LENGTH for v in value):
                 raise FeatureError(f"{path} holds a string longer than {MAX_STRING_LENGTH} characters.", path)
-            if any(v.startswith("_") for v in value):  # each string becomes a feature name
-                raise FeatureError(f"{path} holds a string starting with '_': VW reserves such feature names; rename it.", path)
-            return {v: 1 for v in value if v}
+            if any(not v or v[0] == "_" for v in value):  # each string becomes a feature name
+                raise FeatureError(f"{path} holds an empty string or one starting with '_': each becomes a feature "
+                                   "name, and VW has none for the first and reserves the second; drop or rename it.", path)
+            return {v: 1 for v in value}
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             for i, v in enumerate(value):
                 if not math.isfinite(v):

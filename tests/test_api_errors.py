@@ -314,3 +314,9 @@ def test_rank_user_ids_follow_the_interactions_rule(client: Any, user_id: str) -
     assert_error(client.post("/personalizer/v1.0/rank", json={"userId": user_id}), 400, "userId")
     assert_error(client.post("/personalizer/v1.0/interactions",
                              json={"interactions": [{"userId": user_id, "itemId": "x"}]}), 400)
+
+
+def test_empty_strings_in_feature_arrays_are_refused_not_dropped(client: Any) -> None:
+    ranked = client.post("/personalizer/v1.0/rank", json={"actions": [{"id": "a", "features": [{"ns": ["", "x"]}]}]})
+    assert_error(ranked, 400)
+    assert_error(client.put("/personalizer/v1.0/catalog/items/f7", json={"features": {"g": [""]}}), 400)

@@ -88,10 +88,10 @@ def _feature_values() -> dict[str, Any]:
     for level in range(1, MAX_DEPTH + 2):
         nested = level <= MAX_DEPTH
         element_types = ["string", "number", "object"] if nested else ["string", "number"]
-        element: dict[str, Any] = {"type": element_types, "maxLength": MAX_STRING_LENGTH, "pattern": "^(?:[^_]|$)",
+        element: dict[str, Any] = {"type": element_types, "maxLength": MAX_STRING_LENGTH, "pattern": "^[^_]",
                                    "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
-                                   "description": "Strings in an array become feature names: not starting with '_' "
-                                                  "(VW reserves those)."}
+                                   "description": "Strings in an array become feature names: not empty, not "
+                                                  "starting with '_' (VW reserves those)."}
         value: dict[str, Any] = {
             "type": ["string", "number", "boolean", "null", "array"] + (["object"] if nested else []),
             "maxLength": MAX_STRING_LENGTH, "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
@@ -115,11 +115,11 @@ _FEATURE_LIST = {
     "description": 'An array of feature objects, e.g. [{"user": {"age": 30}}, {"hour": 8}] (one object is taken as '
                    "an array of one). The objects are merged: a feature given twice with different values is a 400.",
 }
-_NAME_STRING = {**_STRING, "pattern": "^(?:[^_]|$)"}  # becomes a feature name in Rank
+_NAME_STRING = {**_STRING, "pattern": "^[^_]"}  # becomes a feature name in Rank
 _FLAT_VALUE = {"anyOf": [_STRING, {"type": "boolean"}, _NUMBER, {"type": "array", "items": _NAME_STRING},
                          {"type": "array", "items": _NUMBER}],
-               "description": "Item features are flat: a string, number, boolean, or a list of strings (not starting with "
-                              "'_') or of numbers."}
+               "description": "Item features are flat: a string, number, boolean, or a list of strings (not empty, not "
+                              "starting with '_') or of numbers."}
 _TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME}, {"type": "string", "format": "date-time"},
                    {"type": "null"}],
          "description": "UNIX seconds or an ISO 8601 time (UTC unless it says otherwise), from 0001-01-01T00:00:00Z to "

@@ -11,6 +11,7 @@ from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
 from personalize.api import auth, browsers, catalog, errors, events, openapi, rank, status
+from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
 from personalize.service import Service
 
@@ -60,6 +61,7 @@ def create_app(
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     app.register_blueprint(openapi.bp)
     auth.install(app, settings)  # first: an unauthenticated request learns nothing else
+    app.before_request(require_utf8_path)
     browsers.install(app, settings)
     if start:
         service.start()

@@ -320,3 +320,24 @@ def test_empty_strings_in_feature_arrays_are_refused_not_dropped(client: Any) ->
     ranked = client.post("/personalizer/v1.0/rank", json={"actions": [{"id": "a", "features": [{"ns": ["", "x"]}]}]})
     assert_error(ranked, 400)
     assert_error(client.put("/personalizer/v1.0/catalog/items/f7", json={"features": {"g": [""]}}), 400)
+
+
+def test_paths_that_are_not_utf8_are_refused_not_merged(live_server: str) -> None:
+    """Werkzeug would decode each bad byte to U+FFFD: caf%e9 and caf%ff would be the same item. Real HTTP:
+    the test client decodes the path before the app sees it."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(live_server)
+    body, headers = b'{"features": {"a": 1}}', {"Content-Type": "application/json"}
+    for method, path in (("PUT", "/personalizer/v1.0/catalog/items/caf%e9"), ("POST", "/personalizer/v1.0/events/%ff%fe/reward"),
+                         ("PUT", "/personalizer/v1.0/catalog/items/caf%C3%A9")):
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        connection.request(method, path, body=body if method == "PUT" else b'{"value": 1}', headers=headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        connection.close()
+        if path.endswith("%C3%A9"):
+            assert response.status == 201, answer  # valid UTF-8 is stored
+        else:
+            assert response.status == 400 and "not UTF-8" in answer["error"]["message"], answer

@@ -39,3 +39,17 @@ def decode_body(raw: bytes, required: bool = True) -> Any:
         return orjson.loads(raw)  # strict JSON: NaN and Infinity are rejected
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "InvalidJson", f"The request body is not valid JSON ({exc}); send a JSON object.") from None
+
+
+def require_utf8_path() -> None:
+    """A path whose percent-decoded bytes are not UTF-8 is a 400: Werkzeug would turn each bad byte into
+    U+FFFD, so different ids (``caf%e9``, ``caf%ff``) would reach the same item or event."""
+    path = request._get_current_object().environ["PATH_INFO"]  # WSGI: the decoded bytes as latin-1
+    if path.isascii():
+        return
+    try:
+        path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, "BadRequest", "The URL's path is not UTF-8 once percent-decoded; percent-encode ids "
+                       "as UTF-8 (e.g. %C3%A9 for é).") from None
+

@@ -150,6 +150,9 @@ def test_rank_reward_activate_links(server: str) -> None:
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": server}
 
+        def before_call(self, case: Any) -> None:
+            map_case(None, case)  # the state machine's cases skip the schema hook: same worded rules here
+
         def after_call(self, response: Any, case: Any) -> None:
             super().after_call(response, case)
             if case.operation.path.endswith(("/reward", "/activate")) and response.status_code in (204, 409):

@@ -19,6 +19,10 @@ from personalize.generator import CandidateRequest, ScoringGenerator
 from personalize.hookspecs import hookimpl
 
 
+#: Widest span of ratings fitted as they are (1..5 stars, 0.5..5); wider ones are scaled down to it.
+MAX_SPAN = 5.0
+
+
 @dataclass(frozen=True)
 class SvdConfig:
     #: Latent factors per user and item.
@@ -35,12 +39,15 @@ class SvdGenerator(ScoringGenerator):
     """Predicted rating ``mean + user bias + item bias + user factors · item factors``; unknown users get nothing.
 
     Items nobody rated have no prediction (never proposed); a pair with an unknown user or item is
-    predicted from what is known (the mean plus the known bias), as surprise does.
+    predicted from what is known (the mean plus the known bias), as surprise does. SGD's learning
+    rate and regularization suit star ratings (at 0..1000 it diverges to NaN): ratings spanning more
+    than ``MAX_SPAN`` are fitted divided by ``scale`` and predictions multiplied back.
     """
 
     name = "svd"
     Config = SvdConfig
     mean: float
+    scale: float
     rating_range: tuple[float, float]
     user_bias: np.ndarray
     item_bias: np.ndarray
@@ -58,7 +65,7 @@ class SvdGenerator(ScoringGenerator):
         self.item_factors = np.zeros((len(data.item_ids), c.factors))
         self.rated_users = np.zeros(len(data.user_ids), dtype=bool)
         self.rated_items = np.zeros(len(data.item_ids), dtype=bool)
-        self.mean, self.rating_range = 0.0, (0.0, 0.0)
+        self.mean, self.scale, self.rating_range = 0.0, 1.0, (0.0, 0.0)
         if not ratings.size:
             return
         from surprise import SVD, Trainset  # only to fit: the serve path loads plain arrays
@@ -67,11 +74,13 @@ class SvdGenerator(ScoringGenerator):
         item_ids, item_inner = np.unique(items, return_inverse=True)
         by_user: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
         by_item: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
-        for u, i, r in zip(user_inner.tolist(), item_inner.tolist(), ratings.tolist()):
+        self.rating_range = (float(ratings.min()), float(ratings.max()))
+        self.scale = max(1.0, (self.rating_range[1] - self.rating_range[0]) / MAX_SPAN)
+        for u, i, r in zip(user_inner.tolist(), item_inner.tolist(), (ratings / self.scale).tolist()):
             by_user[u].append((i, r))
             by_item[i].append((u, r))
-        self.rating_range = (float(ratings.min()), float(ratings.max()))
-        trainset = Trainset(by_user, by_item, len(user_ids), len(item_ids), len(ratings), self.rating_range,
+        trainset = Trainset(by_user, by_item, len(user_ids), len(item_ids), len(ratings),
+                            (self.rating_range[0] / self.scale, self.rating_range[1] / self.scale),
                             {int(u): k for k, u in enumerate(user_ids)}, {int(i): k for k, i in enumerate(item_ids)})
         model = SVD(n_factors=c.factors, n_epochs=c.epochs, lr_all=c.learning_rate, reg_all=c.regularization,
                     random_state=c.random_state)
@@ -87,7 +96,7 @@ class SvdGenerator(ScoringGenerator):
         if row is None or not self.rated_users[row]:
             return None
         predicted = self.mean + self.user_bias[row] + self.item_bias + self.item_factors @ self.user_factors[row]
-        return np.where(self.rated_items, predicted, -np.inf)
+        return np.where(self.rated_items, self.scale * predicted, -np.inf)
 
     def predict_ratings(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The predicted rating of each (user id, item id), clipped to the ratings' range; the mean when both are unknown."""
@@ -102,7 +111,7 @@ class SvdGenerator(ScoringGenerator):
                 out[k] += self.item_bias[i]
             if known_u and known_i:
                 out[k] += float(self.user_factors[u] @ self.item_factors[i])
-        return np.clip(out, *self.rating_range)
+        return np.clip(self.scale * out, *self.rating_range)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from personalize.catalog import TrainingData
 from personalize.generator import CandidateRequest, RatingPredictor
@@ -92,3 +93,19 @@ def test_serving_a_stored_model_does_not_import_surprise(tmp_path) -> None:
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('surprise', 'gensim')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("top", [10.0, 100.0, 1e6])
+def test_wide_rating_scales_are_learned_not_diverged(top: float) -> None:
+    """0..100 scores or amounts as ratings: fitted scaled down (SGD diverged to NaN at 0..1000), predicted in their own scale."""
+    data, truth = taste_ratings()
+    scaled = TrainingData.build([(i, {}, 0.0, True) for i in data.item_ids], [
+        (data.user_ids[u], data.item_ids[i], (v - 1) / 4 * top, float(t), "rating")
+        for u, i, v, t in zip(data.users, data.items, data.values, data.timestamps)])
+    generator = SvdGenerator(SvdConfig(factors=4, epochs=60))
+    generator.fit(scaled)
+    assert np.isfinite(generator.user_factors).all() and np.isfinite(generator.item_factors).all()
+    proposed = generator.candidates(CandidateRequest("u0"), 5)
+    assert proposed and all(int(c.item_id[1:]) % 2 == 0 for c in proposed)
+    predicted = generator.predict_ratings([("u0", "i2"), ("u0", "i3")])
+    assert 0 <= predicted[1] < 0.3 * top < 0.7 * top < predicted[0] <= top

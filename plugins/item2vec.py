@@ -8,6 +8,7 @@ a fixed seed, so a fit is reproducible); what is kept is a NumPy matrix.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,9 @@ class Item2VecGenerator(ScoringGenerator):
             return
         from gensim.models import Word2Vec  # only to fit: the serve path loads plain arrays
 
+        gensim_log = logging.getLogger("gensim")
+        if gensim_log.level == logging.NOTSET:  # ~25 INFO lines per fit would drown the service's own INFO log
+            gensim_log.setLevel(logging.WARNING)
         sentences = [[str(i) for i in s] for s in sequences]
         model = Word2Vec(vector_size=c.dimensions, window=c.window, min_count=c.min_count, sg=int(c.skip_gram),
                          negative=c.negative, sample=c.sample, epochs=c.epochs, seed=c.seed, workers=1)

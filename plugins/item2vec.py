@@ -2,8 +2,8 @@
 
 Items a user interacted with close together in time get close vectors. For a current item the
 candidates are its nearest items by cosine; for a user, the items nearest to the mean of the
-unit vectors of their ``recent`` latest items. Gensim is needed only to fit (one worker thread and
-a fixed seed, so a fit is reproducible); what is kept is a NumPy matrix.
+unit vectors of their ``recent`` latest items. Gensim is needed only to fit (by default one worker
+thread and a fixed seed, so a fit is reproducible); what is kept is a NumPy matrix.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class Item2VecConfig:
     #: A user's latest items that make up their taste vector: few follow what they do now.
     recent: int = 5
     seed: int = 42
+    #: Gensim worker threads. One makes a fit reproducible; more fit faster on more cores, but the
+    #: vectors then depend on thread scheduling.
+    workers: int = 1
 
 
 class Item2VecGenerator(ScoringGenerator):
@@ -64,7 +67,7 @@ class Item2VecGenerator(ScoringGenerator):
             gensim_log.setLevel(logging.WARNING)
         sentences = [[str(i) for i in s] for s in sequences]
         model = Word2Vec(vector_size=c.dimensions, window=c.window, min_count=c.min_count, sg=int(c.skip_gram),
-                         negative=c.negative, sample=c.sample, epochs=c.epochs, seed=c.seed, workers=1)
+                         negative=c.negative, sample=c.sample, epochs=c.epochs, seed=c.seed, workers=c.workers)
         model.build_vocab(sentences)
         if not len(model.wv):  # no item reached min_count
             return

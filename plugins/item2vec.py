@@ -44,7 +44,8 @@ class Item2VecConfig:
 
 
 class Item2VecGenerator(ScoringGenerator):
-    """Cosine similarity to the current item's vector, or to the user's recent items' mean vector."""
+    """Cosine similarity to the current item's vector, or (no current item, or one without a vector)
+    to the user's recent items' mean vector."""
 
     name = "item2vec"
     Config = Item2VecConfig
@@ -77,9 +78,13 @@ class Item2VecGenerator(ScoringGenerator):
         self.vectors[positions] = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         self.has_vector[positions] = True
         for user, sequence in enumerate(sequences):
-            recent = [i for i in sequence if self.has_vector[i]][-c.recent:]
-            if recent:
-                self.user_vectors[user] = self.vectors[recent].mean(axis=0)
+            self.user_vectors[user] = self.taste(sequence)
+
+    def taste(self, items: np.ndarray | list[int]) -> np.ndarray:
+        """Mean unit vector of the latest ``recent`` of these item positions (oldest first) that have a vector;
+        zeros if none. A user's taste at fit time; equally an anonymous session's from its items."""
+        recent = [i for i in items if self.has_vector[i]][-self.config.recent:]
+        return self.vectors[recent].mean(axis=0) if recent else np.zeros(self.vectors.shape[1], dtype=np.float32)
 
     def scores(self, request: CandidateRequest) -> np.ndarray | None:
         current = self.item_index.get(request.current_item) if request.current_item else None

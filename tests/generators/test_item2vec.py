@@ -85,3 +85,13 @@ def test_serving_a_stored_model_does_not_import_gensim(tmp_path) -> None:
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('surprise', 'gensim')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_taste_is_the_mean_of_the_latest_items_with_a_vector() -> None:
+    generator = Item2VecGenerator(SMALL)
+    generator.fit(synthetic_data())
+    known = np.flatnonzero(generator.has_vector)[:30].tolist()
+    expected = generator.vectors[known[-20:]].mean(axis=0)
+    assert np.allclose(generator.taste(known), expected)
+    assert not generator.taste([]).any() and generator.taste([]).shape == (16,)
+    assert np.allclose(generator.user_vectors[0], generator.taste(user_sequences(synthetic_data())[0]))

@@ -189,7 +189,7 @@ def logs() -> None:
 @settings_options
 def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
-    """Write logged events in VW's DSJSON format, one decision per line, in rank order."""
+    """Write logged events in VW's DSJSON format, one decision per line, in the order the model learned them."""
     from personalize.dsjson import event_line
 
     settings = settings_from(config_file, database_url, data_dir)

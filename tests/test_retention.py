@@ -1,0 +1,159 @@
+"""Log retention (personalize/retention.py): old learned or expired events leave the store, in batches,
+on SQLite and PostgreSQL; nothing still waiting is touched and the model keeps what it learned."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from personalize import retention
+from personalize.config import SettingsError
+from personalize.models import Event, EventExample, ModelSnapshot, Reward
+
+RANK = "/personalizer/v1.0/rank"
+ACTIONS = [{"id": "a", "features": [{"x": {"v": 1}}]}, {"id": "b", "features": [{"x": {"v": 2}}]}]
+DAY = retention.DAY
+
+
+def setup(make_app: Any, clock: Any, **settings: Any) -> tuple[Any, Any]:
+    app = make_app(clock=clock, start=False, reward_wait_time=60, **settings)
+    return app.test_client(), app.extensions["personalize"]
+
+
+def rank(client: Any, event_id: str, **extra: Any) -> None:
+    response = client.post(RANK, json={"actions": ACTIONS, "eventId": event_id, **extra})
+    assert response.status_code == 201, response.json
+
+
+def reward(client: Any, event_id: str, value: float = 1.0) -> None:
+    assert client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": value}).status_code == 204
+
+
+def event_ids(service: Any) -> set[str]:
+    with service.db.read() as session:
+        return set(session.execute(select(Event.event_id)).scalars())
+
+
+def counts(service: Any) -> dict[str, int]:
+    with service.db.read() as session:
+        return {name: session.execute(select(func.count()).select_from(model)).scalar() or 0
+                for name, model in (("events", Event), ("examples", EventExample), ("rewards", Reward))}
+
+
+def test_old_learned_and_expired_events_are_purged_and_nothing_waiting(make_app: Any, clock: Any, database_url: str) -> None:
+    client, service = setup(make_app, clock, database_url=database_url, log_retention_days=1)
+    start = clock.now
+    rank(client, "old-learned")
+    reward(client, "old-learned", 0.5)
+    reward(client, "old-learned", 0.7)  # not counted (earliest), still purged with its event
+    rank(client, "old-deferred", deferActivation=True)  # never activated: expired
+    rank(client, "old-activated", deferActivation=True)
+    assert service.learner.step() == 1
+    version = service.learner.version
+    clock.advance(1.5 * DAY)
+    rank(client, "young-learned")
+    reward(client, "young-learned")
+    assert service.learner.step() == 1
+    rank(client, "ready-unlearned")  # ready in 60 s: learnable, not learned when the purge runs
+    clock.advance(0.6 * DAY)  # old-*: 2.1 days; young: 0.6; ready-unlearned: 0.6 days, ready, not learned
+    assert client.post("/personalizer/v1.0/events/old-activated/activate").status_code == 204  # 2.1 days old, waiting
+    rank(client, "waiting")
+    status = client.get("/personalizer/v1.0/status").json
+    assert status["store"]["oldestEventAt"] == start
+    assert status["store"]["rows"]["events"] == 6 and status["store"]["rows"]["rewards"] == 3
+    assert status["settings"]["logRetentionDays"] == 1
+    assert status["store"]["bytes"] > 0
+
+    purged = retention.purge_expired(service.db, clock(), 1, limit=1)
+    assert (purged.events, purged.rewards, purged.examples) == (2, 2, 2)  # old-learned (2 rewards), old-deferred
+    assert purged.batches == 2
+    assert event_ids(service) == {"old-activated", "young-learned", "ready-unlearned", "waiting"}
+    assert counts(service) == {"events": 4, "examples": 4, "rewards": 1}
+    assert retention.purge_expired(service.db, clock(), 1).events == 0  # idempotent
+    # Much later, old-activated (learned now) goes too; waiting events never, however old.
+    clock.advance(30 * DAY)
+    assert service.learner.step() == 3  # old-activated, ready-unlearned, waiting: their waits are over
+    rank(client, "new-waiting")
+    clock.advance(2 * DAY)  # new-waiting: 2 days old, its wait over, not learned yet: kept
+    assert retention.purge_expired(service.db, clock(), 1).events == 4
+    assert event_ids(service) == {"new-waiting"}
+    # The model keeps what it learned.
+    with service.db.read() as session:
+        assert session.execute(select(func.max(ModelSnapshot.version))).scalar() == version + 2
+    status = client.get("/personalizer/v1.0/status").json
+    assert status["model"]["eventsLearned"] == 5
+    assert status["store"]["oldestEventAt"] == clock.now - 2 * DAY
+    assert client.post(RANK, json={"actions": ACTIONS}).status_code == 201
+
+
+def test_keep_forever_is_the_default(make_app: Any, clock: Any) -> None:
+    client, service = setup(make_app, clock)
+    assert service.settings.log_retention_days == -1
+    rank(client, "e")
+    reward(client, "e")
+    service.learner.step()
+    clock.advance(10_000 * DAY)
+    assert service.learner.maybe_purge() is None
+    assert retention.purge_expired(service.db, clock(), -1).events == 0
+    assert event_ids(service) == {"e"}
+
+
+@pytest.mark.parametrize("days", [0, -2, 0.5])
+def test_retention_days_must_be_minus_one_or_at_least_one(make_settings: Any, days: float) -> None:
+    with pytest.raises(SettingsError, match="log_retention_days"):
+        make_settings(log_retention_days=days)
+
+
+def test_the_learner_thread_purges_while_it_holds_the_lease(make_app: Any, clock: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr("personalize.learner.PURGE_INTERVAL", 0.05)
+    monkeypatch.setattr("personalize.retention.PURGE_PAUSE", 0.0)
+    client, service = setup(make_app, clock, log_retention_days=3)
+    for i in range(250):
+        rank(client, f"e{i}")
+        reward(client, f"e{i}")
+    assert service.learner.maybe_purge() is None  # no lease yet: a standby learner never purges
+    clock.advance(4 * DAY)
+    service.learner.start()
+    deadline = time.time() + 20
+    while event_ids(service) and time.time() < deadline:
+        time.sleep(0.05)
+    assert event_ids(service) == set()
+    assert counts(service) == {"events": 0, "examples": 0, "rewards": 0}
+    status = client.get("/personalizer/v1.0/status").json
+    assert status["model"]["eventsLearned"] == 250 and status["store"]["oldestEventAt"] is None
+
+
+def test_rank_and_reward_go_on_while_a_purge_runs(make_app: Any, clock: Any, database_url: str) -> None:
+    """Purge batches and Rank/Reward transactions interleave (SQLite: the write lock; PostgreSQL: row
+    locks and SKIP LOCKED); every call succeeds and only the old learned events go."""
+    client, service = setup(make_app, clock, database_url=database_url, log_retention_days=1)
+    for i in range(300):
+        rank(client, f"old{i}")
+        reward(client, f"old{i}")
+    assert service.learner.step() == 300
+    clock.advance(2 * DAY)
+    errors: list[Any] = []
+
+    def traffic() -> None:
+        c = client.application.test_client()  # one client per thread
+        for i in range(60):
+            r = c.post(RANK, json={"actions": ACTIONS, "eventId": f"new{threading.get_ident()}-{i}"})
+            if r.status_code != 201:
+                errors.append(r.json)
+            elif c.post(f"/personalizer/v1.0/events/{r.json['eventId']}/reward", json={"value": 1}).status_code != 204:
+                errors.append("reward")
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    purged = retention.purge_expired(service.db, clock(), 1, limit=20, pause=0.001)
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert purged.events + retention.purge_expired(service.db, clock(), 1).events == 300
+    assert {e for e in event_ids(service) if e.startswith("old")} == set()
+    assert len(event_ids(service)) == 120 and counts(service)["rewards"] == 120

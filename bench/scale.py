@@ -6,10 +6,12 @@ measured in the same round):
 
   rank throughput with 1 and with 2 server processes (gunicorn workers, `--workers N`), each against
   the bare endpoint of the same server (reads the same body, answers, touches no database);
-  the learner runs as its own `personalize learn` process throughout
-  the database cost of one Rank and one Reward: statements, transactions, connection checkouts (each
-  a pre-ping round trip) and milliseconds spent in the driver (client-observed, loopback), counted with
-  SQLAlchemy's cursor and transaction events on the service's engine
+  the learner runs as its own `personalize learn` process throughout; and, for scale, 1 server
+  process on a SQLite file (the default store; its own learner process too)
+  the database cost of one Rank and one Reward, in-process (one call at a time): statements,
+  transactions, connection checkouts (each a pre-ping round trip), and milliseconds in the database
+  transaction (checkout, statements, COMMIT with its WAL flush; client-observed on loopback) against
+  the whole call, counted with SQLAlchemy's events and by timing ``Database.transaction()``
   the database-only ceiling: Rank+Reward pairs per second when client processes run exactly the store
   calls of Rank and Reward (same rows, same transactions) with no HTTP and no VW: what this PostgreSQL
   sustains for this workload on this machine
@@ -27,10 +29,12 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -64,16 +68,31 @@ def start_server(url: str, workers: int, threads: int) -> tuple[Any, int]:
 
 
 class Counter:
-    """Statements, transactions, checkouts and driver time on one engine (SQLAlchemy events)."""
+    """Statements, transactions, checkouts and time on one Database: statements through SQLAlchemy's cursor
+    events, whole transactions (checkout and pre-ping, statements, COMMIT and its WAL flush) by timing
+    ``Database.transaction()``, which Rank and Reward use."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, db: Any) -> None:
+        engine = db.engine
         self.statements = self.commits = self.checkouts = 0
-        self.seconds = 0.0
+        self.seconds = self.transaction_seconds = 0.0
         self._started: list[float] = []
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "commit", self._commit)
         event.listen(engine.pool, "checkout", self._checkout)
+        transaction = db.transaction
+
+        @contextmanager
+        def timed() -> Iterator[Any]:
+            started = time.perf_counter()
+            try:
+                with transaction() as connection:
+                    yield connection
+            finally:
+                self.transaction_seconds += time.perf_counter() - started
+
+        db.transaction = timed
 
     def _before(self, *_: Any) -> None:
         self._started.append(time.perf_counter())
@@ -88,8 +107,8 @@ class Counter:
     def _checkout(self, *_: Any) -> None:
         self.checkouts += 1
 
-    def snapshot(self) -> tuple[int, int, int, float]:
-        return self.statements, self.commits, self.checkouts, self.seconds
+    def snapshot(self) -> tuple[int, int, int, float, float]:
+        return self.statements, self.commits, self.checkouts, self.seconds, self.transaction_seconds
 
 
 def database_cost(url: str, n: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
@@ -111,26 +130,26 @@ def database_cost(url: str, n: int) -> tuple[dict[str, dict[str, float]], dict[s
     body = json.loads(bench.rank_body())
     for _ in range(20):  # warm-up: pool connections, compiled statements
         service.reward(service.rank(body)["eventId"], REWARD)
-    counter = Counter(service.db.engine)
+    counter = Counter(service.db)
     cost: dict[str, dict[str, float]] = {}
     ids = []
-    before = counter.snapshot()
+    before = (*counter.snapshot(), time.perf_counter())
     for _ in range(n):
         ids.append(service.rank(body)["eventId"])
-    after = counter.snapshot()
-    cost["rank"] = _per_call(before, after, n)
-    before = counter.snapshot()
+    cost["rank"] = _per_call(before, (*counter.snapshot(), time.perf_counter()), n)
+    before = (*counter.snapshot(), time.perf_counter())
     for event_id in ids:
         service.reward(event_id, REWARD)
-    cost["reward"] = _per_call(before, counter.snapshot(), n)
+    cost["reward"] = _per_call(before, (*counter.snapshot(), time.perf_counter()), n)
     store.insert_event = insert  # type: ignore[assignment]
     service.close()
     return cost, captured["values"]
 
 
-def _per_call(before: tuple[int, int, int, float], after: tuple[int, int, int, float], n: int) -> dict[str, float]:
+def _per_call(before: tuple[Any, ...], after: tuple[Any, ...], n: int) -> dict[str, float]:
     return {"statements": (after[0] - before[0]) / n, "transactions": (after[1] - before[1]) / n,
-            "checkouts": (after[2] - before[2]) / n, "db_ms": 1000 * (after[3] - before[3]) / n}
+            "checkouts": (after[2] - before[2]) / n, "statement_ms": 1000 * (after[3] - before[3]) / n,
+            "transaction_ms": 1000 * (after[4] - before[4]) / n, "call_ms": 1000 * (after[5] - before[5]) / n}
 
 
 def _db_client(url: str, values: dict[str, Any], seconds: float, out: Any) -> None:
@@ -193,10 +212,14 @@ def main() -> None:
         print(f"PostgreSQL database {name}; one learner process; {args.clients} client processes; "
               f"{args.seconds:.0f} s per phase, {args.repeats} rounds; {os.cpu_count()} CPUs; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        sqlite_dir = tempfile.mkdtemp(prefix="personalize-scale-")
+        sqlite_url = f"sqlite:///{sqlite_dir}/personalize.db"
+        sqlite_learner = subprocess.Popen([sys.executable, "-m", "personalize", "learn", "--database-url", sqlite_url],
+                                          env={**os.environ, "PERSONALIZE_REWARD_WAIT_TIME": "600"}, stdout=subprocess.DEVNULL)
         rps: dict[tuple[int, str], list[float]] = {}
         for round_ in range(args.repeats):
-            for workers in (1, 2):
-                server, port = start_server(url, workers, args.threads)
+            for workers in (0, 1, 2):  # 0: one process on SQLite
+                server, port = start_server(sqlite_url if workers == 0 else url, max(workers, 1), args.threads)
                 bench.load(port, "rank", 1.0, args.clients)  # warm-up
                 bare, _ = bench.load(port, "bare", args.seconds, args.clients)
                 rank, _ = bench.load(port, "rank", args.seconds, args.clients)
@@ -204,8 +227,11 @@ def main() -> None:
                 rps.setdefault((workers, "rank"), []).append(rank)
                 server.terminate()
                 server.join(20)
-                print(f"round {round_ + 1}, {workers} server process(es): rank {rank:.0f} req/s, bare {bare:.0f} req/s, "
+                shown = "1 server process on SQLite" if workers == 0 else f"{workers} server process(es)"
+                print(f"round {round_ + 1}, {shown}: rank {rank:.0f} req/s, bare {bare:.0f} req/s, "
                       f"rank/bare {rank / bare:.2f}", flush=True)
+        sqlite_learner.terminate()
+        sqlite_learner.wait(15)
         cost, values = database_cost(url, args.cost_calls)
         ceilings = [database_ceiling(url, values, args.seconds, args.clients) for _ in range(args.repeats)]
     finally:
@@ -221,12 +247,16 @@ def main() -> None:
 
     print()
     print(f"{'measure':52s} {'median':>10s} {'rounds':>24s}")
-    for workers in (1, 2):
+    for workers in (0, 1, 2):
         ratios = [r / b for r, b in zip(rps[(workers, "rank")], rps[(workers, "bare")])]
-        print(f"{f'rank req/s, {workers} server process(es)':52s} {med((workers, 'rank')):10.0f} "
+        shown = "1 server process, SQLite" if workers == 0 else f"{workers} server process(es), PostgreSQL"
+        print(f"{f'rank req/s, {shown}':52s} {med((workers, 'rank')):10.0f} "
               f"{' '.join(f'{x:.0f}' for x in rps[(workers, 'rank')]):>24s}")
         print(f"{f'  / bare endpoint, same server':52s} {statistics.median(ratios):10.2f} "
               f"{' '.join(f'{x:.2f}' for x in ratios):>24s}")
+    on_pg = [pg / lite for lite, pg in zip(rps[(0, "rank")], rps[(1, "rank")])]
+    print(f"{'rank throughput, 1 process: PostgreSQL / SQLite':52s} {statistics.median(on_pg):10.2f} "
+          f"{' '.join(f'{x:.2f}' for x in on_pg):>24s}")
     scale = [r2 / r1 for r1, r2 in zip(rps[(1, "rank")], rps[(2, "rank")])]
     print(f"{'rank throughput, 2 processes / 1 process':52s} {statistics.median(scale):10.2f} "
           f"{' '.join(f'{x:.2f}' for x in scale):>24s}")
@@ -236,7 +266,9 @@ def main() -> None:
     print(f"per call ({args.cost_calls} calls, in-process, PostgreSQL on loopback):")
     for op, c in cost.items():
         print(f"  {op:7s} {c['statements']:.2f} statements, {c['transactions']:.2f} transactions, "
-              f"{c['checkouts']:.2f} pool checkouts (pre-ping), {c['db_ms']:.2f} ms in the driver")
+              f"{c['checkouts']:.2f} pool checkouts (each a pre-ping round trip); {c['transaction_ms']:.2f} ms in the "
+              f"database transaction ({c['statement_ms']:.2f} ms in statements, the rest checkout, ping and COMMIT) "
+              f"of {c['call_ms']:.2f} ms per call")
 
 
 if __name__ == "__main__":

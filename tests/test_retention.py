@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import given, settings, strategies as st
+from sqlalchemy import delete, func, insert, select, update
 
-from personalize import retention
+from personalize import retention, store
 from personalize.config import SettingsError
 from personalize.models import Event, EventExample, ModelSnapshot, Reward
 
@@ -157,3 +158,57 @@ def test_rank_and_reward_go_on_while_a_purge_runs(make_app: Any, clock: Any, dat
     assert purged.events + retention.purge_expired(service.db, clock(), 1).events == 300
     assert {e for e in event_ids(service) if e.startswith("old")} == set()
     assert len(event_ids(service)) == 120 and counts(service)["rewards"] == 120
+
+
+_KINDS = ("learned", "waiting", "ready", "deferred", "activated")
+
+
+@pytest.fixture(scope="module")
+def property_db(tmp_path_factory: Any) -> Any:
+    """One migrated SQLite store for every example (each empties it): a migration per example is slow."""
+    from personalize.db import Database
+
+    db = Database(f"sqlite:///{tmp_path_factory.mktemp('retention') / 'p.db'}")
+    db.upgrade()
+    yield db
+    db.dispose()
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=st.lists(st.tuples(st.sampled_from(_KINDS), st.floats(0, 10), st.integers(0, 3)), max_size=25),
+       days=st.integers(1, 5), batch=st.integers(1, 7))
+def test_purge_removes_exactly_the_old_learned_or_expired_events(property_db: Any, events: list[Any], days: int,
+                                                                  batch: int) -> None:
+    """Whatever the mix of ages and join states, and the batch size: the purged events are exactly those
+    older than the retention that are learned or deferred-and-never-activated, with all their rewards."""
+    db = property_db
+    now = 1_700_000_000.0 + 20 * DAY
+    expected = set()
+    with db.transaction() as connection:
+        for table in (Reward, EventExample, Event):
+            connection.execute(delete(table))
+        for i, (kind, age_days, rewards) in enumerate(events):
+            created = now - age_days * DAY
+            deferred = kind in ("deferred", "activated")
+            ready = None if kind == "deferred" else (now + 30 if kind == "waiting" else created + 60)
+            store.insert_event(connection, {
+                "event_id": f"e{i}", "created_at": created, "user_id": None, "example": "{}", "action_ids": ["a"],
+                "excluded_ids": [], "ranking": [0], "probabilities": [1.0], "chosen_index": 0, "probability": 1.0,
+                "model_version": 0, "extra": None, "deferred": deferred, "activated_at": None if kind == "deferred" else created,
+                "wait_until": ready, "ready_at": ready,
+            })
+            seq = connection.execute(select(Event.seq).where(Event.event_id == f"e{i}")).scalar_one()
+            for _ in range(rewards):
+                connection.execute(insert(Reward).values(event_seq=seq, value=1.0, received_at=created, counted=True))
+            if kind == "learned":
+                connection.execute(update(Event).where(Event.seq == seq).values(claimed_version=1, learned_version=1))
+            if age_days > days and kind in ("learned", "deferred"):
+                expected.add((f"e{i}", rewards))
+    purged = retention.purge_expired(db, now, days, limit=batch, pause=0)
+    assert purged.events == purged.examples == len(expected)
+    assert purged.rewards == sum(r for _, r in expected)
+    with db.reading() as connection:
+        left = set(connection.execute(select(Event.event_id)).scalars())
+        assert connection.execute(select(func.count()).select_from(Reward)).scalar() == \
+            sum(r for _, _, r in events) - purged.rewards
+    assert left == {f"e{i}" for i in range(len(events))} - {e for e, _ in expected}

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, select, text
+from hypothesis import given, settings, strategies as st
+from sqlalchemy import create_engine, delete, func, insert, select, text
 
 from personalize import store
 from personalize.catalog import load_training_data
 from personalize.cli import cli
-from personalize.models import Base, Event
+from personalize.db import Database
+from personalize.models import Base, Event, EventExample, Interaction, Reward
+from personalize.userdata import delete_user, export_user
 
 USERS = "/personalizer/v1.0/users"
 RANK = "/personalizer/v1.0/rank"
@@ -186,3 +189,57 @@ def test_cli_exports_and_erases(make_app: Any, clock: Any, database_url: str, tm
         assert failed.exit_code != 0
         assert failed.output.startswith("Error: ") and len(failed.output.strip().splitlines()) == 1, failed.output
     assert "no events or interactions are stored" in runner.invoke(cli, ["users", "delete", ERASE, "--database-url", url]).output
+
+
+@pytest.fixture(scope="module")
+def property_db(tmp_path_factory: Any) -> Any:
+    """One migrated SQLite store for every example (each empties it)."""
+    db = Database(f"sqlite:///{tmp_path_factory.mktemp('userdata') / 'p.db'}")
+    db.upgrade()
+    yield db
+    db.dispose()
+
+
+_USER = st.sampled_from(["u0", "u1", "u/2", None])
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=st.lists(st.tuples(_USER, st.integers(0, 3)), max_size=20),
+       interactions=st.lists(st.sampled_from(["u0", "u1", "u/2"]), max_size=10), victim=st.sampled_from(["u0", "u1", "u/2"]))
+def test_erasing_one_user_removes_exactly_its_rows(property_db: Any, events: list[Any], interactions: list[str],
+                                                   victim: str) -> None:
+    db = property_db
+    with db.transaction() as connection:
+        for table in (Reward, EventExample, Event, Interaction):
+            connection.execute(delete(table))
+        for i, (user, rewards) in enumerate(events):
+            store.insert_event(connection, {
+                "event_id": f"e{i}", "created_at": 1.0, "user_id": user, "example": '{"x": 1}', "action_ids": ["a"],
+                "excluded_ids": [], "ranking": [0], "probabilities": [1.0], "chosen_index": 0, "probability": 1.0,
+                "model_version": 0, "extra": None, "deferred": False, "activated_at": 1.0, "wait_until": 1e12, "ready_at": 1e12,
+            })
+            for _ in range(rewards):
+                store.add_reward(connection, f"e{i}", 1.0, 2.0, "sum")  # a userId's reward is an interaction too
+        for user in interactions:
+            connection.execute(insert(Interaction).values(user_id=user, item_id="i", type="view", value=1.0, timestamp=1.0))
+        before = {t.__tablename__: connection.execute(select(func.count()).select_from(t)).scalar()
+                  for t in (Event, EventExample, Reward, Interaction)}
+        exported = export_user(connection, victim)
+    mine = [(i, r) for i, (u, r) in enumerate(events) if u == victim]
+    expected = {"events": len(mine), "eventExamples": len(mine), "rewards": sum(r for _, r in mine),
+                "interactions": interactions.count(victim) + sum(r for _, r in mine)}
+    with db.transaction() as connection:
+        deleted = delete_user(connection, victim)
+    if not any(expected.values()):
+        assert deleted is None and exported is None
+        return
+    assert deleted == expected
+    assert exported is not None and len(exported["events"]) == len(mine)
+    assert len(exported["interactions"]) == expected["interactions"]
+    with db.reading() as connection:
+        after = {t.__tablename__: connection.execute(select(func.count()).select_from(t)).scalar()
+                 for t in (Event, EventExample, Reward, Interaction)}
+        assert connection.execute(select(func.count()).select_from(Event).where(Event.user_id == victim)).scalar() == 0
+        assert connection.execute(select(func.count()).select_from(Interaction).where(Interaction.user_id == victim)).scalar() == 0
+    assert after == {"events": before["events"] - expected["events"], "event_examples": before["event_examples"] - expected["eventExamples"],
+                     "rewards": before["rewards"] - expected["rewards"], "interactions": before["interactions"] - expected["interactions"]}

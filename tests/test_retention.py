@@ -212,3 +212,37 @@ def test_purge_removes_exactly_the_old_learned_or_expired_events(property_db: An
         assert connection.execute(select(func.count()).select_from(Reward)).scalar() == \
             sum(r for _, _, r in events) - purged.rewards
     assert left == {f"e{i}" for i in range(len(events))} - {e for e, _ in expected}
+
+
+def test_two_purgers_at_once_purge_each_event_once(make_app: Any, clock: Any, database_url: str) -> None:
+    """Two processes' purges (each its own engine) overlapping: no error, no event counted twice
+    (PostgreSQL: SKIP LOCKED hands each batch to one of them; SQLite: the write lock serializes them)."""
+    from personalize.db import Database
+
+    client, service = setup(make_app, clock, database_url=database_url, log_retention_days=1)
+    for i in range(200):
+        rank(client, f"e{i}")
+        reward(client, f"e{i}")
+    assert service.learner.step() == 200
+    clock.advance(2 * DAY)
+    databases = [Database(service.settings.resolved_database_url) for _ in range(2)]
+    results: list[Any] = []
+
+    def purge(db: Any) -> None:
+        try:
+            results.append(retention.purge_expired(db, clock(), 1, limit=10, pause=0))
+        except Exception as error:  # pragma: no cover - the failure the test looks for
+            results.append(error)
+
+    threads = [threading.Thread(target=purge, args=(db,)) for db in databases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for db in databases:
+        db.dispose()
+    assert all(isinstance(r, retention.PurgeCounts) for r in results), results
+    leftover = retention.purge_expired(service.db, clock(), 1)  # a purger stops early after a batch cut short by skips
+    assert sum(r.events for r in results) + leftover.events == 200
+    assert sum(r.rewards for r in results) + leftover.rewards == 200
+    assert counts(service) == {"events": 0, "examples": 0, "rewards": 0}

@@ -23,7 +23,8 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
-from personalize.retention import PURGE_INTERVAL, PurgeCounts, purge_expired
+from personalize import retention
+from personalize.retention import PurgeCounts, purge_expired
 from personalize.vw import Model
 
 __all__ = ["Learner"]
@@ -60,7 +61,7 @@ class Learner:
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
         self._lease_checked = 0.0
-        self._purged_at = -PURGE_INTERVAL  # time.monotonic() of the last retention purge
+        self._purge_due = 0.0  # time.monotonic() when the next retention purge may run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -143,14 +144,16 @@ class Learner:
                 self._stop.wait(max(interval, BUSY_INTERVAL) if learned >= BUSY_EVENTS else interval)
 
     def maybe_purge(self) -> PurgeCounts | None:
-        """Apply log_retention_days (personalize.retention) if PURGE_INTERVAL passed since the last purge.
+        """Apply log_retention_days (personalize.retention) when due: every PURGE_INTERVAL seconds, or
+        at once after a run whose time slice ended with events left.
 
         Only the lease holder purges, so with several processes the batches never compete."""
         days = self.settings.log_retention_days
-        if days < 0 or not self._has_lease or time.monotonic() - self._purged_at < PURGE_INTERVAL:
+        if days < 0 or not self._has_lease or time.monotonic() < self._purge_due:
             return None
-        self._purged_at = time.monotonic()
-        counts = purge_expired(self.db, self.clock(), days, stop=self._stop)
+        counts = purge_expired(self.db, self.clock(), days, retention.PURGE_BATCH, stop=self._stop, pause=retention.PURGE_PAUSE,
+                               seconds=retention.PURGE_RUN_SECONDS)
+        self._purge_due = time.monotonic() + (retention.PURGE_INTERVAL if counts.finished else 0.0)
         if counts.events:
             log.info("log retention (%s days): purged %d events, %d rewards", days, counts.events, counts.rewards)
         return counts

@@ -13,7 +13,9 @@ with ``DELETE /users/{userId}``).
 
 The learner that holds the lease runs the purge, at most every PURGE_INTERVAL seconds, in
 transactions of at most PURGE_BATCH events with a pause between them, so a Rank (which needs
-SQLite's write lock) waits at most one batch. On PostgreSQL the batch's rows are taken with
+SQLite's write lock) waits at most one batch. One run lasts at most PURGE_RUN_SECONDS; a backlog
+(retention just turned on over a large store) is worked off in such slices between learner steps,
+so learning never stops for long. On PostgreSQL the batch's rows are taken with
 ``FOR UPDATE SKIP LOCKED``: a second purger (a learner losing its lease mid-purge) skips them
 instead of waiting, and a Reward that locked its event first keeps it for this round.
 """
@@ -29,7 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, or_, select
 from personalize.db import Database
 from personalize.models import Event, EventExample, Reward
 
-__all__ = ["PurgeCounts", "purge_batch", "purge_expired", "PURGE_BATCH", "PURGE_INTERVAL", "DAY"]
+__all__ = ["PurgeCounts", "purge_batch", "purge_expired", "PURGE_BATCH", "PURGE_INTERVAL", "PURGE_RUN_SECONDS", "DAY"]
 
 DAY = 86_400.0
 #: Events per purge transaction: SQLite's write lock is held for one batch (~2-5 ms, see docs/deploy.md).
@@ -38,6 +40,8 @@ PURGE_BATCH = 100
 PURGE_INTERVAL = 60.0
 #: Seconds between two batches of one run: writers waiting for the lock go first.
 PURGE_PAUSE = 0.005
+#: Longest purge run; the learner's next step comes after it, and the purge goes on after that step.
+PURGE_RUN_SECONDS = 0.25
 
 _PURGEABLE = and_(
     Event.created_at < bindparam("cutoff"),
@@ -55,6 +59,7 @@ class PurgeCounts:
     rewards: int = 0
     examples: int = 0
     batches: int = field(default=0, compare=False)
+    finished: bool = field(default=True, compare=False)  # False: the run's time was up with events left
 
     def add(self, other: "PurgeCounts") -> None:
         self.events += other.events
@@ -77,18 +82,23 @@ def purge_batch(connection: Connection, cutoff: float, limit: int = PURGE_BATCH)
 
 
 def purge_expired(db: Database, now: float, retention_days: float, limit: int = PURGE_BATCH,
-                  stop: threading.Event | None = None, pause: float = PURGE_PAUSE) -> PurgeCounts:
-    """Purge, batch by batch, every event past the retention period; returns what was removed.
-    ``retention_days < 0`` keeps everything."""
+                  stop: threading.Event | None = None, pause: float = PURGE_PAUSE,
+                  seconds: float = float("inf")) -> PurgeCounts:
+    """Purge, batch by batch, the events past the retention period, for at most ``seconds``; returns what
+    was removed (``finished`` False if time was up first). ``retention_days < 0`` keeps everything."""
     total = PurgeCounts()
     if retention_days < 0:
         return total
     cutoff = now - retention_days * DAY
+    deadline = time.monotonic() + seconds
     while stop is None or not stop.is_set():
         with db.transaction() as connection:
             counts = purge_batch(connection, cutoff, limit)
         total.add(counts)
         if counts.events < limit:
+            break
+        if time.monotonic() >= deadline:
+            total.finished = False
             break
         time.sleep(pause)
     return total

@@ -110,7 +110,7 @@ def test_retention_days_must_be_minus_one_or_at_least_one(make_settings: Any, da
 
 
 def test_the_learner_thread_purges_while_it_holds_the_lease(make_app: Any, clock: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr("personalize.learner.PURGE_INTERVAL", 0.05)
+    monkeypatch.setattr("personalize.retention.PURGE_INTERVAL", 0.05)
     monkeypatch.setattr("personalize.retention.PURGE_PAUSE", 0.0)
     client, service = setup(make_app, clock, log_retention_days=3)
     for i in range(250):
@@ -126,6 +126,20 @@ def test_the_learner_thread_purges_while_it_holds_the_lease(make_app: Any, clock
     assert counts(service) == {"events": 0, "examples": 0, "rewards": 0}
     status = client.get("/personalizer/v1.0/status").json
     assert status["model"]["eventsLearned"] == 250 and status["store"]["oldestEventAt"] is None
+
+
+def test_a_backlog_is_purged_in_time_slices_between_learner_steps(make_app: Any, clock: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr("personalize.retention.PURGE_RUN_SECONDS", 0.0)  # one batch per run
+    monkeypatch.setattr("personalize.retention.PURGE_BATCH", 10)
+    client, service = setup(make_app, clock, log_retention_days=1)
+    for i in range(35):
+        rank(client, f"e{i}")
+        reward(client, f"e{i}")
+    assert service.learner.step() == 35
+    clock.advance(2 * DAY)
+    runs = [service.learner.maybe_purge() for _ in range(4)]
+    assert [(r.events, r.finished) for r in runs] == [(10, False), (10, False), (10, False), (5, True)]
+    assert service.learner.maybe_purge() is None  # finished: the next run is PURGE_INTERVAL away
 
 
 def test_rank_and_reward_go_on_while_a_purge_runs(make_app: Any, clock: Any, database_url: str) -> None:

@@ -225,8 +225,12 @@ def components(settings: Settings) -> dict[str, Any]:
                            "target": {"type": "string", "description": "The offending field, as a JSON path."}},
         },
         "ErrorResponse": {"type": "object", "required": ["error"], "properties": {"error": _ref("PersonalizerError")}},
-        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "settings"],
-                   "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
+        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "store", "settings"],
+                   "description": "Model, event, reward and learner counts, the store's size, and the settings in force "
+                                  "(docs/api.md).",
+                   "properties": {"store": {"type": "object", "required": ["rows", "bytes", "oldestEventAt"], "properties": {
+                       "rows": {"type": "object", "additionalProperties": {"type": "integer"}},
+                       "bytes": {"type": ["integer", "null"]}, "oldestEventAt": {"type": ["number", "null"]}}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
         "ItemRow": _item_row(id_required=True),

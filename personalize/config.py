@@ -102,6 +102,12 @@ class Settings:
     model_poll_interval: float = field(
         default=0.1, metadata={"help": "Seconds between a ranker's checks for a newer model snapshot."}
     )
+    log_retention_days: int = field(
+        default=-1,
+        metadata={"help": "Personalizer's logRetentionDays: learned events (and deferred events never activated) older "
+                  "than this many days are purged with their rewards, in the background; -1 keeps them forever. "
+                  "Events still waiting for rewards or for the learner are never purged; the model keeps what it learned."},
+    )
     snapshots_kept: int = field(default=20, metadata={"help": "Model snapshots kept in the database (older are pruned)."})
     generators: str = field(
         default="hybrid",
@@ -182,6 +188,8 @@ class Settings:
             raise SettingsError("reward_min must be smaller than reward_max")
         if not self.reward_min <= self.default_reward <= self.reward_max:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
+        if self.log_retention_days != -1 and self.log_retention_days < 1:
+            raise SettingsError("log_retention_days must be -1 (keep forever) or a number of days >= 1")
         if self.learn_every < 1:
             raise SettingsError("learn_every must be at least 1")
         if self.action_id_feature not in ACTION_ID_MODES:
@@ -219,6 +227,7 @@ class Settings:
             "learningPolicy": self.learning_policy, "exploration": self.exploration,
             "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
             "defaultReward": self.default_reward, "learner": self.learner,
+            "logRetentionDays": self.log_retention_days,
         }
 
 

@@ -295,6 +295,7 @@ class Service:
             return
         try:
             self.learner.step()
+            self.learner.maybe_purge()
         except Exception as error:  # the reward is stored; the next step retries the learning
             if not self.db.health.failed(error):
                 log.exception("inline learning failed; will retry on the next call")

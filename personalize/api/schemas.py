@@ -225,8 +225,12 @@ def components(settings: Settings) -> dict[str, Any]:
                            "target": {"type": "string", "description": "The offending field, as a JSON path."}},
         },
         "ErrorResponse": {"type": "object", "required": ["error"], "properties": {"error": _ref("PersonalizerError")}},
-        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "settings"],
-                   "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
+        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "store", "settings"],
+                   "description": "Model, event, reward and learner counts, the store's size, and the settings in force "
+                                  "(docs/api.md).",
+                   "properties": {"store": {"type": "object", "required": ["rows", "bytes", "oldestEventAt"], "properties": {
+                       "rows": {"type": "object", "additionalProperties": {"type": "integer"}},
+                       "bytes": {"type": ["integer", "null"]}, "oldestEventAt": {"type": ["number", "null"]}}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
         "ItemRow": _item_row(id_required=True),
@@ -279,6 +283,20 @@ def components(settings: Settings) -> dict[str, Any]:
             "properties": {"items": {"type": "integer"}, "users": {"type": "integer"}, "interactions": {"type": "integer"},
                            "trained": {"type": "object", "additionalProperties": {
                                "type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}}}},
+        },
+        "UserData": {
+            "type": "object", "required": ["userId", "events", "interactions"],
+            "description": "Everything stored under a userId: the events of its Rank calls (actions, ranking, the "
+                           "example VW saw, rewards, whether learned) and its interactions (docs/api.md, 'Users').",
+            "properties": {"userId": {"type": "string"}, "events": {"type": "array", "items": {"type": "object"}},
+                           "interactions": {"type": "array", "items": {"type": "object"}}},
+        },
+        "UserDeleted": {
+            "type": "object", "required": ["userId", "deleted"],
+            "properties": {"userId": {"type": "string"}, "deleted": {
+                "type": "object", "required": ["events", "rewards", "eventExamples", "interactions"],
+                "description": "Rows erased, per kind.",
+                "properties": {k: {"type": "integer"} for k in ("events", "rewards", "eventExamples", "interactions")}}},
         },
     }
     return schemas
@@ -339,6 +357,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
               "Catalog", "catalog.train_generators", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
+    Operation("get", "/users/{userId}", "Users_Export",
+              "Everything stored about a user: events with their rewards, and interactions.", "admin", "Users",
+              "users.export", {200: "UserData"}, path_params={"userId": _catalog_id("The user's id, as sent to Rank")},
+              errors=(404,)),
+    Operation("delete", "/users/{userId}", "Users_Delete",
+              "Erase everything stored about a user, in one transaction; the answer counts what was deleted.", "admin",
+              "Users", "users.erase", {200: "UserDeleted"}, path_params={"userId": _catalog_id("The user's id, as sent to Rank")},
+              errors=(404,)),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
@@ -347,7 +373,7 @@ _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
     401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
     403: "A client key on an admin operation.",
-    404: "No such event, item or operation.",
+    404: "No such event, item, user or operation.",
     409: "Conflict: eventId already used, reward too late, or the event already learned.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json).",

@@ -101,10 +101,12 @@ class Enricher:
         if not added:
             return 0
         try:
-            namespaces, count = counted_namespaces(added, "contextFeatures (added by context plugins)", CONTEXT_INDEX, budget)
+            namespaces, count = counted_namespaces(added, "contextFeatures", CONTEXT_INDEX, budget)
         except ApiError as exc:
-            if exc.code == "TooManyFeatures":
-                raise  # the client's features and the plugins' together: the client can send fewer
+            if exc.code == "TooManyFeatures":  # the client's features and the plugins' together: the client can send fewer
+                raise ApiError(400, exc.code, f"{exc.message} The count includes the features the server's context "
+                               f"plugins add ({', '.join(sorted(k for a in added for k in a))}; setting enrich_context).",
+                               "contextFeatures") from None
             raise RuntimeError(f"a context plugin returned features VW cannot take: {exc.message}") from None
         for key, value in namespaces.items():
             context[key] = {**context[key], **value} if key in context else value

@@ -20,7 +20,7 @@ from plugins.time_context import time_features
 
 RANK = "/personalizer/v1.0/rank"
 ACTIONS = [{"id": "a", "features": [{"kind": "x"}]}, {"id": "b", "features": [{"kind": "y"}]}]
-FRIDAY_2130_UTC = 1_767_303_000.0  # 2026-01-01 21:30 UTC is a Thursday; +1 day
+FRIDAY_2130_UTC = 1_767_389_400.0  # 2026-01-02T21:30:00Z, a Friday
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/17.0 Mobile/15E148 Safari/604.1")
 

@@ -113,7 +113,7 @@ def test_hook_enrich_context(make_app: Any) -> None:
         seen.append(context)
         return {"weather": {"sky": "rain"}, "time": {"season": "winter"}, "user": {"tier": "plugin"}}
 
-    app = make_app(start=False, clock=lambda: 1_767_303_000.0)
+    app = make_app(start=False, clock=lambda: 1_767_389_400.0)
     client = app.test_client()
     body = {"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": [{"user": {"tier": "gold"}}], "userId": "u1", "eventId": "e"}
     with _registered(_Plugin(enrich_context=weather)):
@@ -122,7 +122,7 @@ def test_hook_enrich_context(make_app: Any) -> None:
         context = json.loads(session.scalars(select(Event.example)).one())
     assert context["c_weather"] == {"sky": "rain"} and context["c_time"] == {"season": "winter"}
     assert context["c_user"] == {"tier": "gold"}
-    assert seen[0].headers.get("x-test") == "1" and seen[0].user_id == "u1" and seen[0].time.timestamp() == 1_767_303_000.0
+    assert seen[0].headers.get("x-test") == "1" and seen[0].user_id == "u1" and seen[0].time.timestamp() == 1_767_389_400.0
     assert seen[0].features == [{"user": {"tier": "gold"}}]
     for broken in (lambda context: "rain", lambda context: {"weather": {"_sky": "rain"}}):
         with _registered(_Plugin(enrich_context=broken)):

@@ -114,7 +114,9 @@ _FEATURE_LIST = {
     "type": ["array", "object", "null"], "items": {"type": "object", **_object_keywords(1)}, **_object_keywords(1),
     "x-error-code": "InvalidFeatures",
     "description": 'An array of feature objects, e.g. [{"user": {"age": 30}}, {"hour": 8}] (one object is taken as '
-                   "an array of one). The objects are merged: a feature given twice with different values is a 400.",
+                   "an array of one). The objects are merged: a feature given twice with different values is a 400. "
+                   'In contextFeatures, a top-level "timeZone" is the visitor\'s IANA time zone (e.g. "Europe/Rome"), '
+                   "which the server's time-of-day features use: another value is a 400.",
 }
 _NAME_STRING = {**_STRING, "pattern": "^[^_]"}  # becomes a feature name in Rank
 _FLAT_VALUE = {"anyOf": [_STRING, {"type": "boolean"}, _NUMBER, {"type": "array", "items": _NAME_STRING},

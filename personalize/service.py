@@ -136,6 +136,7 @@ class Service:
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
+        threading.Thread(target=self.enricher.warm, name="personalize-context-warm-up", daemon=True).start()
         if self.candidates is not None and self._catalog_has_items():
             # Load (or fit) the generators now, off the request path; Rank by userId waits only if it comes first.
             threading.Thread(target=self._load_candidates_quietly, name="personalize-candidates-load", daemon=True).start()

@@ -118,3 +118,20 @@ def test_added_features_count_toward_the_limits(make_app: Any) -> None:
         assert session.execute(select(Event).where(Event.event_id == "over")).first() is None
     plain = make_app(start=False, max_features=10, enrich_context=False).test_client()
     assert plain.post(RANK, json={"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": seven}).status_code == 201
+
+
+def test_warm_up_calls_the_plugins_once_and_survives_a_broken_one(make_app: Any, caplog: Any) -> None:
+    from personalize.enrichment import Enricher
+
+    calls: list[RankContext] = []
+    enricher = Enricher("UTC")
+    enricher._ask = lambda context: calls.append(context) or []  # type: ignore[method-assign]
+    enricher.warm()
+    assert len(calls) == 1 and "Mozilla" in (calls[0].user_agent or "")
+
+    def broken(context: RankContext) -> list[dict[str, Any]]:
+        raise ValueError("boom")
+
+    enricher._ask = broken  # type: ignore[method-assign]
+    enricher.warm()
+    assert "warm-up" in caplog.text

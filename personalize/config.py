@@ -12,16 +12,29 @@ import os
 import string
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
-__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
+__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table", "is_time_zone"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
 #: How an action's id becomes a feature (see features.build_context).
 ACTION_ID_MODES = ("auto", "cross", "bias", "off")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> frozenset[str]:
+    # the system's IANA database, else the tzdata package; "localtime" and "posixrules" are files, not zones
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def is_time_zone(name: Any) -> bool:
+    """True for an IANA time zone name (``Europe/Rome``, ``UTC``); paths and abbreviations are not."""
+    return isinstance(name, str) and name in _time_zones()
 
 
 class SettingsError(ValueError):
@@ -125,6 +138,16 @@ class Settings:
     generator_refresh_interval: float = field(
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
     )
+    enrich_context: bool = field(
+        default=True,
+        metadata={"help": "Let context plugins add features to every Rank on the server (bundled: time of day and day "
+                  "of week, device class from the User-Agent); the client's own features win. See docs/plugins.md."},
+    )
+    time_zone: str = field(
+        default="UTC",
+        metadata={"help": "IANA time zone (e.g. Europe/Rome) of the time-of-day features, for Rank calls that send no "
+                  "timeZone context feature."},
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -210,6 +233,9 @@ class Settings:
             raise SettingsError("diversity must be between 0 and 1")
         if self.num_candidates < 1:
             raise SettingsError("num_candidates must be at least 1")
+        if not is_time_zone(self.time_zone):
+            raise SettingsError(f"time_zone {self.time_zone!r} is not an IANA time zone name; use e.g. UTC, Europe/Rome "
+                                "or America/New_York")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         for name in ("api_keys", "admin_keys"):

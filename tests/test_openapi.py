@@ -78,9 +78,19 @@ def live_app(make_app: Any) -> Any:
 
 def _follow_worded_rules(body: Any) -> None:
     """Rules the schema states in words only: unique action ids, excludedActions among them with one left,
-    no feature given twice in one list, no item key both in the row and in features."""
+    no feature given twice in one list, no item key both in the row and in features, sessionItems name
+    catalog items (the test server's catalog is whatever earlier cases stored: none are sent), a top-level
+    timeZone feature is an IANA name."""
     if not isinstance(body, dict):
         return
+    if "sessionItems" in body:
+        del body["sessionItems"]
+        if "actions" not in body and "userId" not in body:
+            body["userId"] = "visitor"
+    features = body.get("contextFeatures")
+    for obj in features if isinstance(features, list) else [features]:
+        if isinstance(obj, dict) and "timeZone" in obj:
+            obj["timeZone"] = "UTC"
     actions = body.get("actions")
     if isinstance(actions, list):
         _distinct_ids(actions)

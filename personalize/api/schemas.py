@@ -26,6 +26,7 @@ from personalize.catalog import (
 )
 from personalize.config import Settings
 from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
+from personalize.filters import EQUALITY, MAX_FILTER_FIELDS, MAX_FILTER_VALUES, RANGES
 
 __all__ = ["Operation", "OPERATIONS", "PREFIXES", "MAX_BULK_ROWS", "RequestSchemas", "components", "openapi_document"]
 
@@ -113,7 +114,9 @@ _FEATURE_LIST = {
     "type": ["array", "object", "null"], "items": {"type": "object", **_object_keywords(1)}, **_object_keywords(1),
     "x-error-code": "InvalidFeatures",
     "description": 'An array of feature objects, e.g. [{"user": {"age": 30}}, {"hour": 8}] (one object is taken as '
-                   "an array of one). The objects are merged: a feature given twice with different values is a 400.",
+                   "an array of one). The objects are merged: a feature given twice with different values is a 400. "
+                   'In contextFeatures, a top-level "timeZone" is the visitor\'s IANA time zone (e.g. "Europe/Rome"), '
+                   "which the server's time-of-day features use: another value is a 400.",
 }
 _NAME_STRING = {**_STRING, "pattern": "^[^_]"}  # becomes a feature name in Rank
 _FLAT_VALUE = {"anyOf": [_STRING, {"type": "boolean"}, _NUMBER, {"type": "array", "items": _NAME_STRING},
@@ -124,6 +127,34 @@ _TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME},
                    {"type": "null"}],
          "description": "UNIX seconds or an ISO 8601 time (UTC unless it says otherwise), from 0001-01-01T00:00:00Z to "
                         "9999-12-31T23:59:59Z."}
+
+
+#: Most sessionItems in one Rank: an anonymous visitor's recent items, not their whole history.
+MAX_SESSION_ITEMS = 100
+
+
+def _item_filter() -> dict[str, Any]:
+    """``ItemFilter``: what personalize/filters.py accepts (it validates Rank's filter, naming the exact field;
+    tests/test_filters.py holds the two equal)."""
+    scalar = {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_STRING_LENGTH}
+    values = {"type": "array", "maxItems": MAX_FILTER_VALUES, "items": scalar}
+    ordered = {"type": ["number", "string"], "maxLength": MAX_STRING_LENGTH,
+               "description": "Numbers compare with numbers, strings with strings (by code point)."}
+    operators = {"type": "object", "minProperties": 1, "additionalProperties": False,
+                 "properties": {**{op: scalar for op in ("$eq", "$ne")}, **{op: values for op in ("$in", "$nin")},
+                                **{op: ordered for op in RANGES}},
+                 "description": f"Operators ({', '.join(EQUALITY + RANGES)}), combined by AND."}
+    return {
+        "type": ["object", "null"], "maxProperties": MAX_FILTER_FIELDS,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[^_$]",
+                          "description": "A catalog feature name (no $and/$or: fields are combined by AND)."},
+        "additionalProperties": {"anyOf": [{**scalar, "description": "A bare value means $eq."}, operators]},
+        "x-error-code": "InvalidFilter",
+        "description": 'Only catalog items whose features satisfy every condition, e.g. {"genres": {"$in": ["Comedy"]}, '
+                       '"year": {"$gte": 1990}}. A list feature matches $eq/$in when any element matches and $ne/$nin '
+                       "when none does; values compare within their type; null means the feature is absent. "
+                       "See docs/api.md.",
+    }
 
 
 def _lookalike_pattern() -> str:
@@ -186,20 +217,33 @@ def components(settings: Settings) -> dict[str, Any]:
                                   "description": f"How many candidates to generate (1 to {settings.max_actions})."},
                 "generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                                "description": 'The generators to ask, e.g. ["item_knn", "popular"].'},
+                "filter": _ref("ItemFilter"),
+                "includeItemFeatures": {"type": ["boolean", "null"],
+                                        "description": "true: each ranking entry carries the item's catalog features."},
+                "sessionItems": {"type": "array", "minItems": 1, "maxItems": MAX_SESSION_ITEMS,
+                                 "items": _catalog_id("A catalog item's id", slash=False),
+                                 "description": "An (anonymous) visitor's recent items, newest last: candidates come from "
+                                                "item-to-item generators and never include these items. Every id must be "
+                                                "a catalog item. With userId, they add to the user's history."},
             },
-            "if": {"not": {"required": ["userId"]}}, "then": {"required": ["actions"]},
+            "if": {"not": {"anyOf": [{"required": ["userId"]}, {"required": ["sessionItems"]}]}},
+            "then": {"required": ["actions"]},
             "dependentSchemas": {"actions": {"properties": {
-                key: {"not": {}, "description": f"{key} applies to Rank by userId without actions (generated "
-                                                f"candidates); send actions or {key}, not both."}
-                for key in ("numCandidates", "generators")}}},
-            "description": "Send actions (a non-empty array of {id, features}), or a userId and no actions to have "
-                           "candidates generated from the catalog.",
+                key: {"not": {}, "description": f"{key} applies to Rank by userId or sessionItems without actions "
+                                                f"(generated candidates); send actions or {key}, not both."}
+                for key in ("numCandidates", "generators", "filter", "includeItemFeatures", "sessionItems")}}},
+            "description": "Send actions (a non-empty array of {id, features}), or a userId and/or sessionItems and no "
+                           "actions to have candidates generated from the catalog.",
         },
+        "ItemFilter": _item_filter(),
         "RankedAction": {
             "type": "object", "required": ["id", "probability"],
             "properties": {"id": {"type": "string"}, "probability": {"type": "number", "minimum": 0, "maximum": 1},
                            "generators": {"type": "array", "items": _ref("Provenance"),
-                                          "description": "For generated candidates: the generators that proposed it."}},
+                                          "description": "For generated candidates: the generators that proposed it."},
+                           "features": {"type": "object",
+                                        "description": "With includeItemFeatures: the item's catalog features (as the "
+                                                       "bandit saw them)."}},
         },
         "Provenance": {
             "type": "object", "required": ["name"],
@@ -480,7 +524,8 @@ class RequestSchemas:
         # same pass (and also checks catalog candidates and the simulator's calls): checking them against
         # the schema too cost 0.5-0.8 ms per 50-action Rank, three times the whole parse. The FeatureList
         # schema documents exactly what features.py accepts; tests/test_openapi.py proves they agree.
-        self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True}}}
+        # Rank's filter likewise: personalize/filters.py validates it, naming the exact operator (filter.year.$foo).
+        self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True, "ItemFilter": True}}}
         self._validators = {
             name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
             for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest")

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from personalize.catalog import TrainingData, item_tokens, load_training_data
 from personalize.config import Settings
 from personalize.db_health import DatabaseHealth
+from personalize.filters import CatalogColumns, ItemFilter
 from personalize.generator import CandidateRequest, Generator, ScoredItem, normalized
 from personalize.models import GeneratorModel, Item
 from personalize.plugins import UnknownGeneratorError, generator_classes, make_generator
@@ -69,6 +70,7 @@ class _Snapshot:
     model_ids: Mapping[str, int]
     trained_at: Mapping[str, float]
     item_features: Mapping[str, dict[str, Any]]
+    columns: CatalogColumns  # the same items in catalog order (load_training_data's), for metadata filters
 
 
 def fit_generators(data: TrainingData, names: Sequence[str] | None = None) -> dict[str, tuple[Generator, float]]:
@@ -189,8 +191,16 @@ class CandidateEngine:
         generators: Sequence[str] | None = None,
         serendipity: float | None = None,
         seed: int = 0,
+        exclude: Sequence[str] = (),
+        session_items: Sequence[str] = (),
+        item_filter: ItemFilter | None = None,
     ) -> list[Candidate]:
-        """Up to ``n`` candidates for a user; raises UnknownGeneratorError for a name no plugin registers."""
+        """Up to ``n`` candidates for a user (or a session's items); raises UnknownGeneratorError for a name
+        no plugin registers.
+
+        ``exclude`` (Rank's excludedActions), the session's items and items failing ``item_filter`` are
+        left out *by the generators*, so each still proposes ``n`` items when the catalog has them.
+        """
         snapshot = self._snapshot
         if snapshot is None:
             raise RuntimeError("CandidateEngine.load() has not been called")
@@ -199,8 +209,10 @@ class CandidateEngine:
             if name not in snapshot.generators:
                 raise UnknownGeneratorError(name, list(snapshot.generators))
         share = self.settings.serendipity if serendipity is None else serendipity
-        request = CandidateRequest(user_id, current_item(context), self._inactive, seed)
-        proposals = {name: snapshot.generators[name].candidates(request, n) for name in names}
+        excluded = self._inactive.union(exclude) if exclude else self._inactive
+        allowed = item_filter.allowed(snapshot.columns) if item_filter is not None else None
+        request = CandidateRequest(user_id, current_item(context), excluded, seed, tuple(session_items), allowed)
+        proposals = {name: self._checked(snapshot.generators[name].candidates(request, n), request) for name in names}
         fused: dict[str, float] = {}
         for proposed in proposals.values():
             for rank, item in enumerate(proposed, start=1):
@@ -209,7 +221,7 @@ class CandidateEngine:
         surprising: list[ScoredItem] = []
         slots = round(share * n)
         if slots and SERENDIPITY in snapshot.generators and SERENDIPITY not in proposals:
-            surprising = snapshot.generators[SERENDIPITY].candidates(request, slots)
+            surprising = self._checked(snapshot.generators[SERENDIPITY].candidates(request, slots), request)
             proposals[SERENDIPITY] = surprising
         extra = [s.item_id for s in surprising if s.item_id not in fused]
         chosen = main[: n - len(extra)] + extra
@@ -219,6 +231,34 @@ class CandidateEngine:
             for item in chosen
             if item in snapshot.item_features
         ]
+
+    @staticmethod
+    def _checked(proposed: list[ScoredItem], request: CandidateRequest) -> list[ScoredItem]:
+        """A generator's proposals without what the request rules out (for generators that overlook a rule)."""
+        session = set(request.session_items)
+        allowed = request.allowed
+        return [p for p in proposed if p.item_id not in request.exclude and p.item_id not in session
+                and (allowed is None or p.item_id in allowed)]
+
+    def item_features(self, item_id: str) -> dict[str, Any] | None:
+        """An item's catalog features as of the loaded snapshot (what the bandit sees); None if unknown."""
+        snapshot = self._snapshot
+        return None if snapshot is None else snapshot.item_features.get(item_id)
+
+    def unknown_items(self, item_ids: Sequence[str]) -> list[str]:
+        """The ids the loaded snapshot has no item for (it may lag the catalog: check the store before refusing)."""
+        snapshot = self._snapshot
+        known = snapshot.item_features if snapshot is not None else {}
+        return [item for item in item_ids if item not in known]
+
+    def filter_report(self, item_filter: ItemFilter) -> tuple[int, list[str]]:
+        """(active items matching the filter, the filter's fields no item has): why a filtered Rank found nothing."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return 0, list(item_filter.fields)
+        mask = item_filter.mask(snapshot.columns)
+        matching = sum(1 for item in np.asarray(snapshot.columns.item_ids, dtype=object)[mask].tolist() if item not in self._inactive)
+        return matching, snapshot.columns.missing(item_filter)
 
     def diversify(self, ranking: Sequence[str], strength: float, keep: int = 1) -> list[str]:
         """``diversify`` with this engine's catalog features."""
@@ -268,7 +308,9 @@ class CandidateEngine:
                     generators[name], model_ids[name], trained_at[name] = cls.load(row.data), row_id, row.created_at
                 if name not in generators or (interval > 0 and now - trained_at[name] >= interval):
                     stale.append(name)
-            item_features = {row.id: row.features or {} for row in session.execute(select(Item.id, Item.features))}
+            rows = session.execute(select(Item.id, Item.features).order_by(Item.id)).all()  # load_training_data's order
+        item_features = {row.id: row.features or {} for row in rows}
+        columns = CatalogColumns([row.id for row in rows], list(item_features.values()))
         if stale:
             with self.sessions() as session:
                 data = load_training_data(session)
@@ -278,7 +320,7 @@ class CandidateEngine:
                 session.commit()
             for name, generator in fitted.items():
                 generators[name], model_ids[name], trained_at[name] = generator, ids[name], now
-        return _Snapshot(generators, model_ids, trained_at, item_features)
+        return _Snapshot(generators, model_ids, trained_at, item_features, columns)
 
 
 def _provenance(proposals: Mapping[str, list[ScoredItem]]) -> dict[str, list[dict[str, Any]]]:

@@ -17,6 +17,7 @@ into them, and error messages show scalars only (``brief``), never a deep value'
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -38,7 +39,7 @@ __all__ = [
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
     "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "RATING_TYPE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
-    "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem",
+    "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem", "catalog_key",
 ]
 
 MAX_ID_LENGTH = 256
@@ -445,6 +446,17 @@ def item_json(item: Item) -> dict[str, Any]:
             "updatedAt": iso(item.updated_at), "active": item.active}
 
 
+def catalog_key(item_ids: Iterable[str]) -> bytes:
+    """A digest of a catalog's item ids in order: equal keys mean equal positions, so a per-item mask
+    made in one catalog order (a Rank's metadata filter) applies unchanged to a generator fitted on it.
+    Ids hold no control characters, so NUL separates them unambiguously."""
+    digest = hashlib.blake2b(digest_size=16)
+    for item_id in item_ids:
+        digest.update(item_id.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.digest()
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """The catalog and interactions as index-aligned arrays: what generators fit on.
@@ -524,6 +536,10 @@ class TrainingData:
     @cached_property
     def item_index(self) -> dict[str, int]:
         return {item: i for i, item in enumerate(self.item_ids)}
+
+    @cached_property
+    def catalog_key(self) -> bytes:
+        return catalog_key(self.item_ids)
 
     @cached_property
     def user_index(self) -> dict[str, int]:

@@ -189,7 +189,7 @@ def logs() -> None:
 @settings_options
 def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
-    """Write logged events in VW's DSJSON format, one decision per line, in rank order."""
+    """Write logged events in VW's DSJSON format, one decision per line, in the order the model learned them."""
     from personalize.dsjson import event_line
 
     settings = settings_from(config_file, database_url, data_dir)
@@ -200,6 +200,61 @@ def export_logs(fmt: str, output: Any, since: str | None, until: str | None, inc
             output.write(event_line(event, reward) + "\n")
             count += 1
     click.echo(f"exported {count} events", err=True)
+
+
+@cli.group()
+def users() -> None:
+    """A user's stored data: export it, erase it (also GET/DELETE /personalizer/v1.0/users/{userId})."""
+
+
+def _user_id(user_id: str) -> str:
+    from personalize.userdata import user_id_problem
+
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise click.ClickException(f"user id {user_id!r} {problem}")
+    return user_id
+
+
+@users.command("export")
+@click.argument("user_id")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File to write (default: standard output).")
+@settings_options
+def users_export(user_id: str, output: Any, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Write everything stored about USER_ID (events with rewards, interactions) as JSON."""
+    from personalize.userdata import export_user
+
+    user_id = _user_id(user_id)
+    settings = settings_from(config_file, database_url, data_dir)
+    database = open_database(settings, create=False)
+    try:
+        with database.reading() as connection:
+            data = export_user(connection, user_id)
+    finally:
+        database.dispose()
+    if data is None:
+        raise click.ClickException(f"no events or interactions are stored for user {user_id!r}")
+    output.write(json.dumps(data, indent=2) + "\n")
+
+
+@users.command("delete")
+@click.argument("user_id")
+@settings_options
+def users_delete(user_id: str, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Erase everything stored about USER_ID in one transaction; prints the rows deleted per kind."""
+    from personalize.userdata import delete_user
+
+    user_id = _user_id(user_id)
+    settings = settings_from(config_file, database_url, data_dir)
+    database = open_database(settings, create=False)
+    try:
+        with database.transaction() as connection:
+            deleted = delete_user(connection, user_id)
+    finally:
+        database.dispose()
+    if deleted is None:
+        raise click.ClickException(f"no events or interactions are stored for user {user_id!r}")
+    click.echo(json.dumps({"userId": user_id, "deleted": deleted}, indent=2))
 
 
 @cli.group()

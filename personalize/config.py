@@ -12,16 +12,29 @@ import os
 import string
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
-__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table"]
+__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table", "is_time_zone"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
 #: How an action's id becomes a feature (see features.build_context).
 ACTION_ID_MODES = ("auto", "cross", "bias", "off")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> frozenset[str]:
+    # the system's IANA database, else the tzdata package; "localtime" and "posixrules" are files, not zones
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def is_time_zone(name: Any) -> bool:
+    """True for an IANA time zone name (``Europe/Rome``, ``UTC``); paths and abbreviations are not."""
+    return isinstance(name, str) and name in _time_zones()
 
 
 class SettingsError(ValueError):
@@ -102,6 +115,12 @@ class Settings:
     model_poll_interval: float = field(
         default=0.1, metadata={"help": "Seconds between a ranker's checks for a newer model snapshot."}
     )
+    log_retention_days: int = field(
+        default=-1,
+        metadata={"help": "Personalizer's logRetentionDays: learned events (and deferred events never activated) older "
+                  "than this many days are purged with their rewards, in the background; -1 keeps them forever. "
+                  "Events still waiting for rewards or for the learner are never purged; the model keeps what it learned."},
+    )
     snapshots_kept: int = field(default=20, metadata={"help": "Model snapshots kept in the database (older are pruned)."})
     generators: str = field(
         default="hybrid",
@@ -118,6 +137,16 @@ class Settings:
     )
     generator_refresh_interval: float = field(
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
+    )
+    enrich_context: bool = field(
+        default=True,
+        metadata={"help": "Let context plugins add features to every Rank on the server (bundled: time of day and day "
+                  "of week, device class from the User-Agent); the client's own features win. See docs/plugins.md."},
+    )
+    time_zone: str = field(
+        default="UTC",
+        metadata={"help": "IANA time zone (e.g. Europe/Rome) of the time-of-day features, for Rank calls that send no "
+                  "timeZone context feature."},
     )
     sqlite_synchronous: str = field(
         default="NORMAL",
@@ -182,6 +211,8 @@ class Settings:
             raise SettingsError("reward_min must be smaller than reward_max")
         if not self.reward_min <= self.default_reward <= self.reward_max:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
+        if self.log_retention_days != -1 and self.log_retention_days < 1:
+            raise SettingsError("log_retention_days must be -1 (keep forever) or a number of days >= 1")
         if self.learn_every < 1:
             raise SettingsError("learn_every must be at least 1")
         if self.action_id_feature not in ACTION_ID_MODES:
@@ -202,6 +233,9 @@ class Settings:
             raise SettingsError("diversity must be between 0 and 1")
         if self.num_candidates < 1:
             raise SettingsError("num_candidates must be at least 1")
+        if not is_time_zone(self.time_zone):
+            raise SettingsError(f"time_zone {self.time_zone!r} is not an IANA time zone name; use e.g. UTC, Europe/Rome "
+                                "or America/New_York")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         for name in ("api_keys", "admin_keys"):
@@ -219,6 +253,7 @@ class Settings:
             "learningPolicy": self.learning_policy, "exploration": self.exploration,
             "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
             "defaultReward": self.default_reward, "learner": self.learner,
+            "logRetentionDays": self.log_retention_days,
         }
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ContextManager, Iterator
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker, Session
 
@@ -32,6 +32,8 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_INTERVAL = 0.25
 #: SQLite: how long a writer waits for another process's write lock before giving up (a 503).
 SQLITE_BUSY_TIMEOUT = 30.0
+#: PostgreSQL: the advisory lock key that serializes schema upgrades (any constant; "pz-migr" in ASCII).
+MIGRATION_LOCK_KEY = 0x707A2D6D696772
 #: PostgreSQL: seconds to wait for a new connection (libpq waits for the OS's TCP timeout, minutes,
 #: by default): a database that does not answer is an outage, not a request hung for minutes.
 POSTGRES_CONNECT_TIMEOUT = 10
@@ -94,10 +96,20 @@ def make_sessionmaker(engine: Engine, readonly: bool = False) -> sessionmaker[Se
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to the newest schema with Alembic (idempotent)."""
+    """Bring the database to the newest schema with Alembic (idempotent, and safe when several
+    processes upgrade the same database at once).
+
+    Servers started together on a fresh database all run the migrations; unserialized, one crashed
+    on PostgreSQL creating ``alembic_version`` twice (UniqueViolation). PostgreSQL: a transaction-level
+    advisory lock makes the others wait, then find the schema current (the upgrade's DDL commits
+    with the lock's release). SQLite: the transaction starts with BEGIN IMMEDIATE (the engine's
+    ``begin`` hook), which takes the database's write lock before Alembic reads anything.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

@@ -15,26 +15,62 @@ from __future__ import annotations
 import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self, Sequence, runtime_checkable
+from functools import cached_property
+from typing import Any, ClassVar, Mapping, Protocol, Self, Sequence, runtime_checkable
 
 import numpy as np
 from scipy import sparse
 
 from personalize.catalog import TrainingData
 
-__all__ = [
-    "CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "RatingPredictor", "normalized",
-]
+__all__ = ["AllowedItems", "CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "RatingPredictor",
+           "normalized"]
+
+
+@dataclass(frozen=True, eq=False)
+class AllowedItems:
+    """The only items a request may receive (the matches of a Rank's metadata ``filter``).
+
+    Held as a boolean mask over one catalog order (``item_ids``, digest ``key``: see
+    ``catalog.catalog_key``): a generator fitted on the same catalog reads the mask as it is;
+    any other asks ``item_id in allowed``.
+    """
+
+    item_ids: tuple[str, ...]
+    mask: np.ndarray
+    key: bytes
+    index: Mapping[str, int]  # item id -> position in item_ids
+
+    @cached_property
+    def ids(self) -> frozenset[str]:
+        return frozenset(np.asarray(self.item_ids, dtype=object)[self.mask].tolist())
+
+    def __contains__(self, item_id: object) -> bool:
+        position = self.index.get(item_id) if isinstance(item_id, str) else None
+        return position is not None and bool(self.mask[position])
+
+    def mask_for(self, item_ids: Sequence[str], key: bytes | None = None) -> np.ndarray:
+        """The mask over ``item_ids`` (a generator's catalog order, whose digest is ``key`` if known)."""
+        if key == self.key:
+            return self.mask
+        ids = self.ids
+        return np.fromiter((item in ids for item in item_ids), dtype=bool, count=len(item_ids))
 
 
 @dataclass(frozen=True)
 class CandidateRequest:
-    """Who the candidates are for. ``seed`` makes any random draw reproducible (it comes from the event id)."""
+    """Who the candidates are for. ``seed`` makes any random draw reproducible (it comes from the event id).
+
+    ``session_items``: an (often anonymous) visitor's recent items, for item-to-item generators; they
+    are never proposed. ``allowed``: None, or the only items that may be proposed (a metadata filter).
+    """
 
     user_id: str | None = None
     current_item: str | None = None
     exclude: frozenset[str] = frozenset()
     seed: int = 0
+    session_items: tuple[str, ...] = ()
+    allowed: AllowedItems | None = None
 
 
 @dataclass(frozen=True)
@@ -127,9 +163,11 @@ class ScoringGenerator(Generator):
     user_index: dict[str, int]
     active: np.ndarray
     seen: sparse.csr_matrix
+    catalog_key: bytes | None = None  # set by fit; None in models stored before it existed
 
     def fit(self, data: TrainingData) -> None:
         self.item_ids = np.asarray(data.item_ids, dtype=object)
+        self.catalog_key = data.catalog_key
         self.item_index = data.item_index
         self.user_index = data.user_index
         self.active = data.item_active.copy()
@@ -147,6 +185,24 @@ class ScoringGenerator(Generator):
     def user_row(self, user_id: str | None) -> int | None:
         return None if user_id is None else self.user_index.get(user_id)
 
+    def session_positions(self, request: CandidateRequest) -> np.ndarray:
+        """Catalog positions of the request's session items that this generator knows."""
+        known = [self.item_index[item] for item in request.session_items if item in self.item_index]
+        return np.unique(np.array(known, dtype=np.int64))
+
+    def history(self, request: CandidateRequest) -> sparse.csr_matrix | None:
+        """The user's items plus the session's, as a 1 x items row of interaction values (None: neither)."""
+        row = self.user_row(request.user_id)
+        session = self.session_positions(request)
+        if row is None and not session.size:
+            return None
+        vector = self.seen[row] if row is not None else sparse.csr_matrix((1, len(self.item_ids)))
+        if session.size:
+            indicator = sparse.csr_matrix((np.ones(session.size), (np.zeros(session.size, dtype=np.int64), session)),
+                                          shape=(1, len(self.item_ids)))
+            vector = vector.maximum(indicator)  # a session item counts at least as one interaction
+        return vector.tocsr()
+
     def top(self, request: CandidateRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Catalog positions and scores of the best ``n`` proposable items, best first (for blending in NumPy)."""
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0))
@@ -159,10 +215,12 @@ class ScoringGenerator(Generator):
         row = self.user_row(request.user_id)
         if row is not None:
             scores[self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]]] = -np.inf
-        for item in (request.current_item, *request.exclude):
+        for item in (request.current_item, *request.exclude, *request.session_items):
             index = self.item_index.get(item) if item is not None else None
             if index is not None:
                 scores[index] = -np.inf
+        if request.allowed is not None:
+            scores[~request.allowed.mask_for(self.item_ids, self.catalog_key)] = -np.inf
         finite = np.flatnonzero(np.isfinite(scores))
         if finite.size == 0:
             return empty

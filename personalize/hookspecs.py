@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from personalize.enrichment import RankContext
     from personalize.generator import Generator
 
 __all__ = ["hookspec", "hookimpl"]
@@ -27,3 +28,8 @@ def register_commands(cli: Any) -> None:
 @hookspec
 def register_generators() -> list[type[Generator]]:
     """Return candidate generator classes (subclasses of ``personalize.generator.Generator``)."""
+
+
+@hookspec
+def enrich_context(context: RankContext) -> dict[str, Any] | None:
+    """Return context features (one feature object) to add to a Rank on the server, or None to add nothing."""

@@ -23,6 +23,8 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
+from personalize import retention
+from personalize.retention import PurgeCounts, purge_expired
 from personalize.vw import Model
 
 __all__ = ["Learner"]
@@ -59,6 +61,7 @@ class Learner:
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
         self._lease_checked = 0.0
+        self._purge_due = 0.0  # time.monotonic() when the next retention purge may run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -126,6 +129,7 @@ class Learner:
         while not self._stop.is_set():
             try:
                 learned = self.step()
+                self.maybe_purge()
             except Exception as error:  # keep learning after a transient database error
                 self.invalidate()
                 if self.db.health.failed(error):  # an outage: logged once by db_health; retry at a calm pace
@@ -138,6 +142,21 @@ class Learner:
                 # per-step costs (snapshot, serialize, ranker reload) are paid once per batch.
                 interval = self.settings.learner_interval
                 self._stop.wait(max(interval, BUSY_INTERVAL) if learned >= BUSY_EVENTS else interval)
+
+    def maybe_purge(self) -> PurgeCounts | None:
+        """Apply log_retention_days (personalize.retention) when due: every PURGE_INTERVAL seconds, or
+        at once after a run whose time slice ended with events left.
+
+        Only the lease holder purges, so with several processes the batches never compete."""
+        days = self.settings.log_retention_days
+        if days < 0 or not self._has_lease or time.monotonic() < self._purge_due:
+            return None
+        counts = purge_expired(self.db, self.clock(), days, retention.PURGE_BATCH, stop=self._stop, pause=retention.PURGE_PAUSE,
+                               seconds=retention.PURGE_RUN_SECONDS)
+        self._purge_due = time.monotonic() + (retention.PURGE_INTERVAL if counts.finished else 0.0)
+        if counts.events:
+            log.info("log retention (%s days): purged %d events, %d rewards", days, counts.events, counts.rewards)
+        return counts
 
     def invalidate(self) -> None:
         """Forget in-memory state after a failed step: the next step restores from the database."""

@@ -17,7 +17,7 @@ from personalize.generator import Generator
 
 __all__ = [
     "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError",
-    "get_plugin_manager", "register_commands", "generator_classes", "make_generator",
+    "get_plugin_manager", "register_commands", "generator_classes", "make_generator", "context_features",
 ]
 
 #: Bundled plugins, registered exactly like third-party ones (Datasette's default_* pattern).
@@ -32,6 +32,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.content",
     "plugins.hybrid",
     "plugins.serendipity",
+    "plugins.time_context",
+    "plugins.device_context",
     "plugins.catalog_commands",
     "simulator.commands",
     "personalize.evaluation.commands",
@@ -90,3 +92,13 @@ def make_generator(name: str) -> Generator:
     if name not in classes:
         raise UnknownGeneratorError(name, list(classes))
     return classes[name]()
+
+
+def context_features(context: Any) -> list[dict[str, Any]]:
+    """Every context plugin's feature object for one Rank (``enrich_context``), first-registered last, as pluggy
+    orders them; a result that is not a JSON object is a plugin bug, reported with the plugin's module."""
+    results = get_plugin_manager().hook.enrich_context(context=context)
+    for result in results:
+        if not isinstance(result, dict):
+            raise PluginError(f"an enrich_context hook returned {type(result).__name__}, not a feature object (dict) or None")
+    return results

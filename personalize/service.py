@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,9 @@ from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import load_training_data
+from personalize.enrichment import Enricher
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
+from personalize.filters import ItemFilter, parse_filter
 from personalize.learner import Learner
 from personalize.limits import RankLimits
 from personalize.models import Item
@@ -49,15 +51,19 @@ class RankRequest:
     budget: FeatureBudget = field(default_factory=lambda: FeatureBudget(0))  # max_features, spent by the feature lists
     context_features: int = 0  # at least the features VW makes of the context and of each action (limits.RankLimits)
     action_features: list[int] = field(default_factory=list)
+    item_filter: ItemFilter | None = None  # generated candidates only: the metadata filter
+    session_items: tuple[str, ...] = ()  # generated candidates only: an anonymous visitor's recent items
+    include_item_features: bool = False
 
 
 def parse_rank_request(body: Any, schemas: RequestSchemas, max_features: int) -> RankRequest:
     """Validate a Personalizer Rank body: first against the RankRequest schema (fields, types, limits),
     then the rules a schema cannot state. Every error names the field and the fix.
 
-    Without ``actions`` the body names a ``userId``: its candidates are generated later.
+    Without ``actions`` the body names a ``userId`` or ``sessionItems``: its candidates are generated later.
     """
     schemas.check("RankRequest", body)
+    item_filter = parse_filter(body.get("filter"))
     event_id = body.get("eventId") or uuid.uuid4().hex
     user_id = body.get("userId")
     budget = FeatureBudget(max_features)
@@ -86,7 +92,9 @@ def parse_rank_request(body: Any, schemas: RequestSchemas, max_features: int) ->
             raise ApiError(400, "AllActionsExcluded", "Every action is in excludedActions; leave at least one action to rank.", "excludedActions")
     return RankRequest(event_id=event_id, context=context, actions=actions, excluded=list(excluded),
                        defer=bool(body.get("deferActivation")), user_id=user_id,
-                       budget=budget, context_features=context_features, action_features=action_features)
+                       budget=budget, context_features=context_features, action_features=action_features,
+                       item_filter=item_filter, session_items=tuple(dict.fromkeys(body.get("sessionItems") or ())),
+                       include_item_features=bool(body.get("includeItemFeatures")))
 
 
 def parse_reward_value(body: Any, schemas: RequestSchemas) -> float:
@@ -107,6 +115,7 @@ class Service:
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
         self.limits = RankLimits.from_settings(settings)
+        self.enricher = Enricher(settings.time_zone, settings.enrich_context)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
         self._candidates_loaded = False
@@ -127,6 +136,7 @@ class Service:
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
+        threading.Thread(target=self.enricher.warm, name="personalize-context-warm-up", daemon=True).start()
         if self.candidates is not None and self._catalog_has_items():
             # Load (or fit) the generators now, off the request path; Rank by userId waits only if it comes first.
             threading.Thread(target=self._load_candidates_quietly, name="personalize-candidates-load", daemon=True).start()
@@ -213,30 +223,76 @@ class Service:
         }
 
     def _generate_actions(self, request: RankRequest, body: dict[str, Any]) -> None:
-        """Fill ``request.actions`` from the candidate generators (Rank by userId, no actions)."""
+        """Fill ``request.actions`` from the candidate generators (Rank by userId or sessionItems, no actions).
+
+        ``excludedActions``, the session's items and the ``filter`` are applied by the generators, before the
+        candidates are cut to ``numCandidates``: the answer has that many when the catalog allows.
+        """
         # The schema bounds numCandidates (an integer, 5.0 included); the default is capped like it.
         n = int(body.get("numCandidates", min(self.settings.num_candidates, self.settings.max_actions)))
         names = body.get("generators")
         engine = self._candidate_engine()
+        if request.session_items:
+            self._check_session_items(engine, request.session_items)
+            request.extra["sessionItems"] = list(request.session_items)
+        if request.item_filter is not None:
+            request.extra["filter"] = body["filter"]  # logged: the candidate set depended on it
         try:
-            proposed = engine.propose(request.user_id, body.get("contextFeatures"), n, names, None, seed_for(request.event_id))
+            proposed = engine.propose(request.user_id, body.get("contextFeatures"), n, names, None, seed_for(request.event_id),
+                                      exclude=request.excluded, session_items=request.session_items,
+                                      item_filter=request.item_filter)
         except UnknownGeneratorError as exc:
             raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to use the configured ones.", "generators") from None
         if not proposed:
-            raise ApiError(422, "NoCandidates", f"The generators proposed no items for userId {request.user_id!r}: the catalog "
-                           "has no active item this user has not interacted with yet. Import items (POST "
-                           "/personalizer/v1.0/catalog/items or `personalize import items`), or send actions.", "userId")
+            raise self._no_candidates(engine, request)
         for c in proposed:  # catalog features count toward max_features, as sent ones do
             namespaces, count = counted_namespaces(c.features, f"candidates[{c.item_id}]", ACTION_INDEX, request.budget)
             request.actions.append((c.item_id, namespaces))
             request.action_features.append(count)
         request.extra["generators"] = {c.item_id: c.generators for c in proposed}
-        if set(request.extra["generators"]).issubset(request.excluded):
-            raise ApiError(400, "AllActionsExcluded", "Every generated candidate is in excludedActions; exclude fewer items.", "excludedActions")
 
-    def rank(self, body: Any) -> dict[str, Any]:
+    def _check_session_items(self, engine: CandidateEngine, items: tuple[str, ...]) -> None:
+        """A 400 naming the first sessionItems id the catalog has no item for (ids the loaded generators do not
+        know yet are looked up in the store: one query, only then)."""
+        unknown = engine.unknown_items(items)
+        if unknown:
+            with self.db.read() as session:
+                stored = set(session.scalars(select(Item.id).where(Item.id.in_(unknown))))
+            missing = [item for item in unknown if item not in stored]
+            if missing:
+                first = items.index(missing[0])
+                shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                raise ApiError(400, "UnknownSessionItem", f"sessionItems[{first}] {missing[0]!r} is not a catalog item "
+                               f"(unknown: {shown}); send the ids of catalog items (PUT /catalog/items/{{id}} adds one).",
+                               f"sessionItems[{first}]")
+
+    def _no_candidates(self, engine: CandidateEngine, request: RankRequest) -> ApiError:
+        """The 422 for a Rank whose generators proposed nothing, saying which of its rules left nothing."""
+        if request.item_filter is not None:
+            matching, missing = engine.filter_report(request.item_filter)
+            if missing:
+                return ApiError(422, "NoCandidates", f"No catalog item has the feature(s) {', '.join(missing)} that filter "
+                                "names; check the spelling against the catalog's features (GET /catalog/items/{id}).",
+                                f"filter.{missing[0]}")
+            if matching == 0:
+                return ApiError(422, "NoCandidates", "No active catalog item satisfies filter; loosen it.", "filter")
+            return ApiError(422, "NoCandidates", f"{matching} active item(s) satisfy filter, but the generators proposed "
+                            "none of them for this request (already seen, excluded, or unknown to the generators); loosen "
+                            "the filter, ask other generators, or retrain (POST /generators/train).", "filter")
+        who = f"userId {request.user_id!r}" if request.user_id is not None else "these sessionItems"
+        target = "userId" if request.user_id is not None else "sessionItems"
+        return ApiError(422, "NoCandidates", f"The generators proposed no items for {who}: the catalog has no active item "
+                        "that is not already seen, in the session or in excludedActions (or the generators know nothing "
+                        "of these items). Import items (POST /personalizer/v1.0/catalog/items or `personalize import "
+                        "items`), exclude fewer, or send actions.", target)
+
+    def rank(self, body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Rank one request; ``headers`` (the HTTP request's) are what context plugins may read (User-Agent)."""
         request = parse_rank_request(body, self.schemas, self.settings.max_features)
-        if not request.actions:  # a userId and no actions
+        now = self.clock()
+        request.context_features += self.enricher.enrich(request.context, request.budget, body, headers or {}, now,
+                                                         request.user_id)
+        if not request.actions:  # a userId or sessionItems, and no actions
             self._generate_actions(request, body)
         excluded = set(request.excluded)
         kept = [(a, f) for a, f in request.actions if a not in excluded]
@@ -250,7 +306,6 @@ class Service:
             decision = self.ranker.decide(context_json, request.event_id)
         except RuntimeError as exc:  # VW refused the features: still the client's input
             raise ApiError(400, "InvalidFeatures", f"The features could not be parsed by VW: {exc}", "contextFeatures") from None
-        now = self.clock()
         wait = self.settings.reward_wait_time
         action_ids = [a for a, _ in kept]
         values = dict(
@@ -274,6 +329,9 @@ class Service:
                 order = self.candidates.diversify([e["id"] for e in ranking], self.settings.diversity, keep=1)
                 by_id = {e["id"]: e for e in ranking}
                 ranking = [by_id[i] for i in order]
+        if request.include_item_features and self.candidates is not None:
+            for entry in ranking:
+                entry["features"] = self.candidates.item_features(entry["id"]) or {}
         return {"eventId": request.event_id, "rewardActionId": ranking[0]["id"], "ranking": ranking}
 
     def reward(self, event_id: str, body: Any) -> None:
@@ -295,6 +353,7 @@ class Service:
             return
         try:
             self.learner.step()
+            self.learner.maybe_purge()
         except Exception as error:  # the reward is stored; the next step retries the learning
             if not self.db.health.failed(error):
                 log.exception("inline learning failed; will retry on the next call")

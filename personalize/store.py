@@ -27,16 +27,18 @@ from typing import Any, Iterator, NamedTuple
 
 import orjson
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from personalize.api.errors import ApiError
-from personalize.models import Event, EventExample, Interaction, LearnerLease, ModelSnapshot, Reward
+from personalize.models import (
+    Event, EventExample, GeneratorModel, Interaction, Item, LearnerLease, ModelSnapshot, Reward,
+)
 
 __all__ = [
     "insert_event", "add_reward", "activate_event", "ready_events", "publish_snapshot", "latest_snapshot",
-    "latest_version", "release_claims", "acquire_lease", "release_lease", "status_counts", "iter_events",
+    "latest_version", "release_claims", "acquire_lease", "release_lease", "status_counts", "store_size", "iter_events",
     "JoinedEvent", "StaleEvents",
 ]
 
@@ -400,7 +402,34 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
             "running": bool(lease and lease.expires_at > now),
             "owner": lease.owner if lease else None,
         },
+        "store": store_size(session),
     }
+
+
+#: Tables whose rows `status` counts, by the names it shows.
+_SIZED_TABLES = (("events", Event), ("eventExamples", EventExample), ("rewards", Reward), ("interactions", Interaction),
+                 ("items", Item), ("modelSnapshots", ModelSnapshot), ("generatorModels", GeneratorModel))
+
+
+def store_size(session: Session) -> dict[str, Any]:
+    """Rows per table, the database's size in bytes and the oldest event's time: what log retention acts on.
+
+    Bytes: SQLite's page_count x page_size (the main file; the WAL is checkpointed into it), PostgreSQL's
+    pg_total_relation_size of our tables (indexes and TOAST included); both read catalog data, no scan.
+    The row counts are count(*) (a scan of each table on PostgreSQL): status is not on the hot path."""
+    rows = {name: session.execute(select(func.count()).select_from(model)).scalar() or 0 for name, model in _SIZED_TABLES}
+    oldest = session.execute(select(func.min(Event.created_at))).scalar()
+    dialect = session.get_bind().dialect.name
+    size: int | None = None
+    if dialect == "sqlite":
+        pages = session.execute(text("PRAGMA page_count")).scalar() or 0
+        size = pages * (session.execute(text("PRAGMA page_size")).scalar() or 0)
+    elif dialect == "postgresql":
+        size = int(session.execute(text(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r' "
+            "AND c.relname = ANY(:tables)"), {"tables": [model.__tablename__ for _, model in _SIZED_TABLES]}).scalar() or 0)
+    return {"rows": rows, "bytes": size, "oldestEventAt": oldest}
 
 
 def iter_events(

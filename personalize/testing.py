@@ -121,6 +121,33 @@ class GeneratorContract:
         again = fitted.candidates(CandidateRequest(user, exclude=frozenset(first)), 100)
         assert not set(first) & {c.item_id for c in again}
 
+    @pytest.mark.parametrize("same_order", [True, False], ids=["same catalog order", "another catalog order"])
+    def test_only_allowed_items_are_proposed_and_n_is_still_met(self, fitted: Generator, data: TrainingData,
+                                                               same_order: bool) -> None:
+        """A metadata filter (``request.allowed``) is applied while choosing, not after: the generator still
+        proposes ``n`` items when it has that many allowed ones to say."""
+        from personalize.filters import CatalogColumns, parse_filter
+
+        order = list(range(len(data.item_ids))) if same_order else list(reversed(range(len(data.item_ids))))
+        columns = CatalogColumns([data.item_ids[i] for i in order], [data.item_features[i] for i in order])
+        item_filter = parse_filter({"genres": {"$in": ["comedy", "horror"]}, "year": {"$gte": 1995}})
+        assert item_filter is not None
+        allowed = item_filter.allowed(columns)
+        for user in [*self.known_users(data)[:3], "a-new-user"]:
+            everything = [c.item_id for c in fitted.candidates(CandidateRequest(user, seed=2), 500)]
+            for n in (1, 5):
+                result = fitted.candidates(CandidateRequest(user, seed=2, allowed=allowed), n)
+                self._check(result, data, n)
+                assert all(c.item_id in allowed for c in result), "an item outside request.allowed is proposed"
+                assert len(result) >= min(n, sum(item in allowed for item in everything)), "filtered after the cut"
+
+    def test_session_items_are_never_proposed(self, fitted: Generator, data: TrainingData) -> None:
+        session = tuple(data.item_ids[i] for i in (0, 1, 4))
+        for user in (None, data.user_ids[0]):
+            result = fitted.candidates(CandidateRequest(user, session_items=session), 100)
+            self._check(result, data, 100)
+            assert not set(session) & {c.item_id for c in result}
+
     def test_seen_items_are_not_proposed(self, fitted: Generator, data: TrainingData) -> None:
         if not self.excludes_seen:
             pytest.skip("this generator re-proposes items")

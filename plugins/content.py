@@ -1,4 +1,4 @@
-"""``content``: items whose text and categories resemble the user's history (or the current item).
+"""``content``: items whose text and categories resemble the user's history (or the session's items, or the current item).
 
 TF-IDF (scikit-learn) over each item's features: string features are text (split into words),
 lists of strings are categories (``genres=Comedy``, ``tags=pixar``), true booleans are flags.
@@ -53,6 +53,11 @@ class ContentGenerator(ScoringGenerator):
         current = self.item_index.get(request.current_item) if request.current_item else None
         if current is not None:
             query = self.vectors[current]
+        elif request.session_items:
+            history = self.history(request)  # the user's items and the session's
+            if history is None or not self.vectors.shape[1]:
+                return None
+            query = normalize(history @ self.vectors, norm="l2").tocsr()
         else:
             row = self.user_row(request.user_id)
             if row is None:

@@ -1,4 +1,4 @@
-"""``item_knn``: items that co-occur with the user's items (or with the current item), by cosine similarity.
+"""``item_knn``: items that co-occur with the user's items (or the session's, or the current item), by cosine similarity.
 
 The neighbourhood is learned by ``implicit``'s ``CosineRecommender`` (K nearest items per item).
 """
@@ -26,7 +26,7 @@ class ItemKnnConfig:
 
 
 class ItemKnnGenerator(ScoringGenerator):
-    """Sum of similarities to the user's history; with a current item in the context, similarity to it."""
+    """Sum of similarities to the user's and the session's items; with a current item in the context, similarity to it."""
 
     name = "item_knn"
     Config = ItemKnnConfig
@@ -48,10 +48,10 @@ class ItemKnnGenerator(ScoringGenerator):
         if current is not None:
             dense = self.similarity[current].toarray().ravel()
         else:
-            row = self.user_row(request.user_id)
-            if row is None:
+            history = self.history(request)  # the user's items and the session's
+            if history is None:
                 return None
-            dense = (self.seen[row] @ self.similarity).toarray().ravel()
+            dense = (history @ self.similarity).toarray().ravel()
         return np.where(dense > 0, dense, -np.inf)
 
 

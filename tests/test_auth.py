@@ -76,6 +76,8 @@ ADMIN_CALLS = [
     ("POST", "/catalog/items", {"items": [{"id": "m2", "features": {"title": "a comedy", "genres": ["drama"]}}]}),
     ("GET", "/catalog/items/m1", None),
     ("POST", "/interactions", {"interactions": [{"userId": "u1", "itemId": "m1"}]}),
+    ("GET", "/users/u1", None),
+    ("DELETE", "/users/u1", None),
     ("POST", "/generators/train", None),
     ("DELETE", "/catalog/items/m1", None),
 ]
@@ -139,7 +141,7 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
     assert by_role[auth.CLIENT] == {"rank.rank", "events.reward", "events.activate", "status.status"}
     assert by_role[auth.ADMIN] == {
         "static", "catalog.put_item", "catalog.post_items", "catalog.read_item", "catalog.delete_item",
-        "catalog.post_interactions", "catalog.train_generators",
+        "catalog.post_interactions", "catalog.train_generators", "users.export", "users.erase",
     }
     assert roles.get("a.later.endpoint", auth.ADMIN) == auth.ADMIN
 

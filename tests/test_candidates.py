@@ -216,3 +216,42 @@ def test_diversify_moves_unlike_items_up() -> None:
     features = {"a": {"genres": ["x"]}, "b": {"genres": ["x"]}, "c": {"genres": ["y"]}}
     assert diversify(["a", "b", "c"], features, strength=0.0) == ["a", "b", "c"]
     assert diversify(["a", "b", "c"], features, strength=0.9) == ["a", "c", "b"]
+
+
+def test_filter_exclusions_and_sessions_apply_before_the_cut(empty_store: Any) -> None:
+    """Generators fitted on the store's catalog read the filter's mask as it is (same catalog order); the engine
+    asks them for n items that pass, and drops anything a generator proposes against the request's rules."""
+    from personalize.filters import parse_filter
+    from personalize.generator import ScoredItem, ScoringGenerator
+
+    settings, sessions = empty_store
+    engine = CandidateEngine(settings, sessions)
+    engine.load()  # fits from the store: the same order as the snapshot's catalog
+    snapshot = engine._snapshot
+    assert snapshot is not None
+    scoring = [g for g in snapshot.generators.values() if isinstance(g, ScoringGenerator)]
+    assert scoring and all(g.catalog_key == snapshot.columns.key for g in scoring)
+    comedies = parse_filter({"genres": "comedy"})
+    first = [c.item_id for c in engine.propose("u0", None, 6, item_filter=comedies, serendipity=0.0)]
+    again = engine.propose("u0", None, 6, item_filter=comedies, exclude=first[:3], session_items=("i0", "i3"),
+                           serendipity=0.2, seed=4)
+    ids = [c.item_id for c in again]
+    assert len(first) == len(ids) == 6 and not set(ids) & {*first[:3], "i0", "i3"}
+    assert all("comedy" in snapshot.item_features[i]["genres"] for i in ids)
+
+    class Careless(ScoringGenerator):  # proposes its fixed favourites whatever the request says
+        name = "careless"
+
+        def fit_scores(self, data: Any) -> None: ...
+
+        def scores(self, request: Any) -> Any: ...
+
+        def candidates(self, request: Any, n: int) -> list[ScoredItem]:
+            return [ScoredItem(f"i{k}", 1.0 - k / 100) for k in range(n)]
+
+    engine._snapshot = type(snapshot)({**snapshot.generators, "careless": Careless()}, snapshot.model_ids,
+                                      snapshot.trained_at, snapshot.item_features, snapshot.columns)
+    ids = [c.item_id for c in engine.propose("u0", None, 10, generators=["careless"], item_filter=comedies,
+                                             exclude=["i0"], session_items=("i3",), serendipity=0.0)]
+    assert ids and all("comedy" in snapshot.item_features[i]["genres"] for i in ids) and not {"i0", "i3"} & set(ids)
+    engine.stop()

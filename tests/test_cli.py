@@ -34,6 +34,9 @@ def test_status_reads_the_store_as_the_server_reports_it(make_app: Any, clock: A
     assert stored["events"]["learned"] == served["events"]["learned"] == 2
     assert stored["model"]["version"] == served["model"]["version"] == 1
     assert stored["settings"] == served["settings"]
+    assert stored["store"]["rows"] == served["store"]["rows"] and stored["store"]["rows"]["events"] == 4
+    assert stored["store"]["oldestEventAt"] == served["store"]["oldestEventAt"] == clock.now
+    assert stored["store"]["bytes"] > 0
     assert "servingVersion" not in stored["model"]  # a running server's ranker: ask it with --url
 
 

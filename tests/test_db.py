@@ -122,3 +122,38 @@ def test_moving_examples_out_of_the_event_rows_keeps_every_example(database_url:
         database.dispose()
     assert stored == {**examples, "new": '{"_multi":[{}]}'}
     assert "example" not in columns
+
+
+def test_processes_upgrading_a_fresh_database_at_once_all_succeed(database_url: str, tmp_path: Path) -> None:
+    """`personalize serve` on two hosts started together: both run the migrations on the same empty
+    database. Without the lock in upgrade_schema one crashed (UniqueViolation on alembic_version)."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine
+
+    script = ("import sys; from personalize.db import Database; d = Database(sys.argv[1]); "
+              "sys.stdin.read(1); d.upgrade(); d.dispose()")
+    for attempt in range(4):
+        url = database_url
+        if url.startswith("sqlite"):
+            url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        elif attempt:  # a fresh PostgreSQL database each round
+            engine = create_engine(url)
+            with engine.begin() as connection:
+                connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            engine.dispose()
+        processes = [subprocess.Popen([sys.executable, "-c", script, url], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(3)]
+        time.sleep(1.0)  # every process imported and connected: released together, they race
+        for process in processes:
+            process.stdin.write(b"x")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+        for process in processes:
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err.decode()[-2000:]
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert {"events", "event_examples", "rewards"} <= set(inspect(connection).get_table_names())
+        engine.dispose()

@@ -115,7 +115,8 @@ def _rank_body(context: int, actions: int, per_action: int) -> dict[str, Any]:
 
 
 def test_rank_over_max_features_is_a_400_naming_the_setting(make_app: Any) -> None:
-    client = make_app(start=False, max_features=102).test_client()
+    # enrich_context off: the counts here are the client's alone (tests/test_enrichment.py counts the plugins' too)
+    client = make_app(start=False, max_features=102, enrich_context=False).test_client()
     assert client.post(RANK, json=_rank_body(40, 5, 10)).status_code == 201  # (1 + 1 + 40) + 5 x (1 + 1 + 10) = 102
     response = client.post(RANK, json=_rank_body(41, 5, 10))
     assert response.status_code == 400
@@ -126,7 +127,7 @@ def test_rank_over_max_features_is_a_400_naming_the_setting(make_app: Any) -> No
 
 
 def test_rank_over_max_crossed_features_is_a_400_with_the_exact_count(make_app: Any) -> None:
-    client = make_app(start=False, max_crossed_features=1000).test_client()
+    client = make_app(start=False, max_crossed_features=1000, enrich_context=False).test_client()  # the client's alone
     assert client.post(RANK, json=_rank_body(10, 10, 10)).status_code == 201  # 10 x 10 x 10 = 1000 crossed
     response = client.post(RANK, json=_rank_body(11, 10, 10))
     assert response.status_code == 400

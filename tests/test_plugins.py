@@ -97,6 +97,39 @@ def test_hook_register_commands() -> None:
     assert CliRunner().invoke(group, ["hello"]).output == "hi from a plugin\n"
 
 
+def test_hook_enrich_context(make_app: Any) -> None:
+    """A plugin's context features reach the bandit and the log; the client's names win, then the plugin pluggy
+    calls first (the last registered: this one over the bundled time plugin); broken output fails loudly."""
+    import json
+
+    from sqlalchemy import select
+
+    from personalize.enrichment import RankContext
+    from personalize.models import Event
+
+    seen: list[RankContext] = []
+
+    def weather(context: RankContext) -> dict[str, Any]:
+        seen.append(context)
+        return {"weather": {"sky": "rain"}, "time": {"season": "winter"}, "user": {"tier": "plugin"}}
+
+    app = make_app(start=False, clock=lambda: 1_767_389_400.0)
+    client = app.test_client()
+    body = {"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": [{"user": {"tier": "gold"}}], "userId": "u1", "eventId": "e"}
+    with _registered(_Plugin(enrich_context=weather)):
+        assert client.post("/personalizer/v1.0/rank", json=body, headers={"X-Test": "1"}).status_code == 201
+    with app.extensions["personalize"].db.read() as session:
+        context = json.loads(session.scalars(select(Event.example)).one())
+    assert context["c_weather"] == {"sky": "rain"} and context["c_time"] == {"season": "winter"}
+    assert context["c_user"] == {"tier": "gold"}
+    assert seen[0].headers.get("x-test") == "1" and seen[0].user_id == "u1" and seen[0].time.timestamp() == 1_767_389_400.0
+    assert seen[0].features == [{"user": {"tier": "gold"}}]
+    for broken in (lambda context: "rain", lambda context: {"weather": {"_sky": "rain"}}):
+        with _registered(_Plugin(enrich_context=broken)):
+            response = client.post("/personalizer/v1.0/rank", json={"actions": [{"id": "a"}]})
+        assert response.status_code == 500 and response.json["error"]["code"] == "InternalServerError"
+
+
 def test_example_plugin_is_installed_and_used_without_changing_the_service(tmp_path: Path) -> None:
     found = [ep for ep in importlib.metadata.entry_points(group="personalize") if ep.value == "personalize_example"]
     assert found, f"install the example plugin first: python -m pip install {EXAMPLE.relative_to(ROOT)}"

@@ -183,3 +183,137 @@ def test_tiny_catalogs_train_and_rank_by_user(make_app: Any, items: list[dict[st
             assert response.json["error"]["code"] == "NoCandidates", response.json
     if len(items) > 1 or (items and not interactions):  # something unseen to propose
         assert client.post(RANK, json={"userId": "u1"}).status_code == 201
+
+
+# -- filter, excludedActions, includeItemFeatures, sessionItems -------------------------------------------
+from personalize.filters import CatalogColumns, parse_filter  # noqa: E402
+
+CATALOG_IDS = [f"m{i}" for i in range(60)]
+
+
+def _catalog_features(service: Any) -> dict[str, dict[str, Any]]:
+    from personalize.models import Item
+
+    with service.sessions() as session:
+        return {row.id: row.features for row in session.execute(select(Item.id, Item.features))}
+
+
+def _seen(service: Any, user: str | None) -> set[str]:
+    with service.sessions() as session:
+        return set(session.scalars(select(Interaction.item_id).where(Interaction.user_id == user))) if user else set()
+
+
+rank_filters = st.dictionaries(
+    st.sampled_from(["genres", "year", "title"]),
+    st.one_of(
+        st.sampled_from(GENRES),
+        st.fixed_dictionaries({"$in": st.lists(st.sampled_from(GENRES), max_size=3)}),
+        st.fixed_dictionaries({"$nin": st.lists(st.sampled_from(GENRES), max_size=2)}),
+        st.dictionaries(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), st.integers(1975, 2025), min_size=1, max_size=2),
+        st.fixed_dictionaries({"$ne": st.sampled_from(GENRES + ["Movie 3 Action"])}),
+    ),
+    max_size=2,
+)
+visitors = st.sampled_from([{"userId": "u3"}, {"userId": "stranger"}, {"userId": "binger"}, {"sessionItems": ["m1", "m6"]},
+                            {"userId": "u2", "sessionItems": ["m7", "m40"]}])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(item_filter=rank_filters, excluded=st.lists(st.sampled_from(CATALOG_IDS), max_size=10, unique=True),
+       n=st.integers(1, 15), visitor=visitors)
+def test_generated_candidates_satisfy_the_filter_and_the_exclusions(generated: tuple[Any, Any], item_filter: dict[str, Any],
+                                                                    excluded: list[str], n: int, visitor: dict[str, Any]) -> None:
+    """Every returned item satisfies the filter, none is excluded, seen or in the session, and the answer has
+    numCandidates items whenever that many items pass: exclusions and the filter apply before the cut."""
+    client, service = generated
+    catalog = _catalog_features(service)
+    compiled = parse_filter(item_filter)
+    columns = CatalogColumns(CATALOG_IDS, [catalog[i] for i in CATALOG_IDS])
+    passing = {i for i, ok in zip(CATALOG_IDS, compiled.mask(columns)) if ok} if compiled else set(CATALOG_IDS)
+    eligible = passing - set(excluded) - _seen(service, visitor.get("userId")) - set(visitor.get("sessionItems", ()))
+    body = {**visitor, "numCandidates": n, "filter": item_filter, "excludedActions": excluded, "includeItemFeatures": True}
+    response = client.post(RANK, json=body)
+    if not eligible:
+        assert response.status_code == 422 and response.json["error"]["code"] == "NoCandidates", response.json
+        return
+    assert response.status_code == 201, response.json
+    ranking = response.json["ranking"]
+    ids = [entry["id"] for entry in ranking]
+    assert set(ids) <= eligible
+    assert len(ids) == min(n, len(eligible)), (len(ids), n, len(eligible))
+    assert all(entry["features"] == catalog[entry["id"]] for entry in ranking)
+    with service.sessions() as session:
+        event = session.execute(select(Event).where(Event.event_id == response.json["eventId"])).scalar_one()
+    assert sorted(event.action_ids) == sorted(ids)  # the logged candidate set is what was ranked
+    assert event.extra.get("filter") == (item_filter or None) and event.extra.get("sessionItems") == visitor.get("sessionItems")
+
+
+def test_excluded_actions_do_not_shrink_the_answer(generated: tuple[Any, Any]) -> None:
+    client, _ = generated
+    first = client.post(RANK, json={"userId": "u4", "numCandidates": 5}).json["ranking"]
+    excluded = [entry["id"] for entry in first[:3]]
+    again = client.post(RANK, json={"userId": "u4", "numCandidates": 5, "excludedActions": excluded})
+    assert again.status_code == 201, again.json
+    ids = [entry["id"] for entry in again.json["ranking"]]
+    assert len(ids) == 5 and not set(ids) & set(excluded)
+    everything = client.post(RANK, json={"userId": "binger", "excludedActions": CATALOG_IDS})
+    assert everything.status_code == 422 and everything.json["error"]["target"] == "userId"
+
+
+def test_a_session_ranks_like_its_items_for_item_to_item_generators(generated: tuple[Any, Any]) -> None:
+    """sessionItems ["m1"] asks item_knn what currentItemId "m1" does; an anonymous event's reward is no interaction."""
+    client, service = generated
+    by_session = client.post(RANK, json={"sessionItems": ["m1"], "generators": ["item_knn"], "numCandidates": 8})
+    by_current = client.post(RANK, json={"userId": "stranger", "generators": ["item_knn"], "numCandidates": 8,
+                                         "contextFeatures": [{"currentItemId": "m1"}]})
+    assert by_session.status_code == by_current.status_code == 201, (by_session.json, by_current.json)
+    assert {e["id"] for e in by_session.json["ranking"]} == {e["id"] for e in by_current.json["ranking"]}
+    several = client.post(RANK, json={"sessionItems": ["m1", "m2", "m2"], "numCandidates": 10})
+    assert several.status_code == 201 and not {"m1", "m2"} & {e["id"] for e in several.json["ranking"]}
+    assert len(several.json["ranking"]) == 10
+    event_id = several.json["eventId"]
+    assert client.post(f"/personalizer/v1.0/events/{event_id}/reward", json={"value": 1.0}).status_code == 204
+    with service.sessions() as session:
+        assert session.execute(select(Event.user_id).where(Event.event_id == event_id)).scalar_one() is None
+        assert session.execute(select(Interaction).where(Interaction.event_id == event_id)).first() is None
+
+
+def test_session_items_the_generators_do_not_know_yet_are_accepted(generated: tuple[Any, Any]) -> None:
+    client, _ = generated
+    assert client.post(RANK, json={"userId": "u1"}).status_code == 201  # generators loaded before the item exists
+    assert client.put("/personalizer/v1.0/catalog/items/late", json={"features": {"title": "Late"}}).status_code == 201
+    response = client.post(RANK, json={"sessionItems": ["late", "m3"], "numCandidates": 4})
+    assert response.status_code == 201, response.json
+    assert not {"late", "m3"} & {e["id"] for e in response.json["ranking"]}
+
+
+@pytest.mark.parametrize(("body", "status", "target"), [
+    ({"userId": "u1", "filter": {"year": {"$foo": 1990}}}, 400, "filter.year.$foo"),
+    ({"userId": "u1", "filter": {"genres": {"$in": "Comedy"}}}, 400, "filter.genres.$in"),
+    ({"userId": "u1", "filter": {"year": {"$gt": [1]}}}, 400, "filter.year.$gt"),
+    ({"userId": "u1", "filter": {"$or": []}}, 400, "filter.$or"),
+    ({"userId": "u1", "filter": "genres=Comedy"}, 400, "filter"),
+    ({"userId": "u1", "filter": {"genre": "Comedy"}}, 422, "filter.genre"),
+    ({"userId": "u1", "filter": {"genres": "Western"}}, 422, "filter"),
+    ({"sessionItems": ["nope"]}, 400, "sessionItems[0]"),
+    ({"sessionItems": ["m1", "m2", "gone", "m3"]}, 400, "sessionItems[2]"),
+    ({"sessionItems": []}, 400, "sessionItems"),
+    ({"sessionItems": "m1"}, 400, "sessionItems"),
+    ({"sessionItems": ["m1", 3]}, 400, "sessionItems[1]"),
+    ({"sessionItems": [f"m{i}" for i in range(101)]}, 400, "sessionItems"),
+    ({"includeItemFeatures": True}, 400, "actions"),
+    ({"userId": "u1", "includeItemFeatures": "yes"}, 400, "includeItemFeatures"),
+    ({"actions": [{"id": "a"}], "filter": {"genres": "Comedy"}}, 400, "filter"),
+    ({"actions": [{"id": "a"}], "sessionItems": ["m1"]}, 400, "sessionItems"),
+    ({"actions": [{"id": "a"}], "includeItemFeatures": True}, 400, "includeItemFeatures"),
+    ({"userId": "u1", "contextFeatures": [{"a": 1}, {"timeZone": "Mars/Olympus"}]}, 400, "contextFeatures[1].timeZone"),
+    ({"userId": "u1", "contextFeatures": [{"timeZone": 3}]}, 400, "contextFeatures[0].timeZone"),
+])
+def test_bad_generated_rank_requests_name_the_field_and_store_nothing(generated: tuple[Any, Any], body: dict[str, Any],
+                                                                      status: int, target: str) -> None:
+    client, service = generated
+    response = client.post(RANK, json=body)
+    assert (response.status_code, response.json["error"]["target"]) == (status, target), response.json
+    assert target.split("[")[0].split(".")[0] in response.json["error"]["message"]
+    with service.sessions() as session:
+        assert session.execute(select(Event)).first() is None

@@ -242,3 +242,54 @@ def test_status_endpoint_after_sdk_traffic(live_server, old_client, new_client):
     counters = list(_rank_counters(body))
     if counters:
         assert max(counters) >= 1, body
+
+
+# --------------------------------------------------------------------------- our Rank extensions through the SDKs
+
+
+class RankByUser(RankRequest):
+    """The old SDK sends what a model's _attribute_map names: a subclass carries our extensions."""
+
+    _validation: dict = {}  # no actions: candidates are generated
+    _attribute_map = {**RankRequest._attribute_map,
+                      "user_id": {"key": "userId", "type": "str"},
+                      "num_candidates": {"key": "numCandidates", "type": "int"},
+                      "filter": {"key": "filter", "type": "object"},
+                      "include_item_features": {"key": "includeItemFeatures", "type": "bool"}}
+
+    def __init__(self, *, user_id, num_candidates=None, filter=None, include_item_features=None, **kwargs):
+        super().__init__(actions=None, **kwargs)
+        self.user_id, self.num_candidates = user_id, num_candidates
+        self.filter, self.include_item_features = filter, include_item_features
+
+
+def _load_catalog(base_url):
+    items = [{"id": f"m{i}", "features": {"title": f"Movie {i}", "genres": ["Comedy" if i % 2 else "Drama"], "year": 1980 + i}}
+             for i in range(30)]
+    clicks = [{"userId": f"u{u}", "itemId": f"m{(u + 2 * k) % 30}"} for u in range(10) for k in range(5)]
+    api = f"{base_url}/personalizer/v1.0"
+    assert requests.post(f"{api}/catalog/items", json={"items": items}, timeout=30).status_code == 200
+    assert requests.post(f"{api}/interactions", json={"interactions": clicks}, timeout=30).status_code == 201
+    assert requests.post(f"{api}/generators/train", timeout=120).status_code == 200
+    return {item["id"]: item["features"] for item in items}
+
+
+def test_both_sdks_tolerate_item_features_in_the_ranking(live_server, old_client, new_client):
+    """includeItemFeatures adds `features` (and generated candidates add `generators`) to each ranking entry:
+    the new SDK returns the JSON as it is, the old one's msrest models keep unknown fields aside."""
+    catalog = _load_catalog(live_server)
+    body = {"userId": "u1", "numCandidates": 5, "filter": {"genres": "Comedy"}, "includeItemFeatures": True}
+    new = new_client.rank(body)
+    assert len(new["ranking"]) == 5
+    for entry in new["ranking"]:
+        assert entry["features"] == catalog[entry["id"]] and "Comedy" in entry["features"]["genres"]
+    assert new_client.reward(new["eventId"], {"value": 1.0}) is None
+
+    old = old_client.rank(RankByUser(user_id="u2", num_candidates=5, filter={"year": {"$gte": 1995}},
+                                     include_item_features=True, event_id=_event_id("old-user")))
+    assert len(old.ranking) == 5 and old.reward_action_id == old.ranking[0].id
+    for entry in old.ranking:
+        assert 0 < entry.probability <= 1
+        assert entry.additional_properties["features"] == catalog[entry.id]
+        assert entry.additional_properties["features"]["year"] >= 1995
+    assert old_client.events.reward(old.event_id, 1.0) is None

@@ -26,6 +26,7 @@ from personalize.catalog import (
 )
 from personalize.config import Settings
 from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
+from personalize.filters import EQUALITY, MAX_FILTER_FIELDS, MAX_FILTER_VALUES, RANGES
 
 __all__ = ["Operation", "OPERATIONS", "PREFIXES", "MAX_BULK_ROWS", "RequestSchemas", "components", "openapi_document"]
 
@@ -113,7 +114,9 @@ _FEATURE_LIST = {
     "type": ["array", "object", "null"], "items": {"type": "object", **_object_keywords(1)}, **_object_keywords(1),
     "x-error-code": "InvalidFeatures",
     "description": 'An array of feature objects, e.g. [{"user": {"age": 30}}, {"hour": 8}] (one object is taken as '
-                   "an array of one). The objects are merged: a feature given twice with different values is a 400.",
+                   "an array of one). The objects are merged: a feature given twice with different values is a 400. "
+                   'In contextFeatures, a top-level "timeZone" is the visitor\'s IANA time zone (e.g. "Europe/Rome"), '
+                   "which the server's time-of-day features use: another value is a 400.",
 }
 _NAME_STRING = {**_STRING, "pattern": "^[^_]"}  # becomes a feature name in Rank
 _FLAT_VALUE = {"anyOf": [_STRING, {"type": "boolean"}, _NUMBER, {"type": "array", "items": _NAME_STRING},
@@ -124,6 +127,34 @@ _TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME},
                    {"type": "null"}],
          "description": "UNIX seconds or an ISO 8601 time (UTC unless it says otherwise), from 0001-01-01T00:00:00Z to "
                         "9999-12-31T23:59:59Z."}
+
+
+#: Most sessionItems in one Rank: an anonymous visitor's recent items, not their whole history.
+MAX_SESSION_ITEMS = 100
+
+
+def _item_filter() -> dict[str, Any]:
+    """``ItemFilter``: what personalize/filters.py accepts (it validates Rank's filter, naming the exact field;
+    tests/test_filters.py holds the two equal)."""
+    scalar = {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_STRING_LENGTH}
+    values = {"type": "array", "maxItems": MAX_FILTER_VALUES, "items": scalar}
+    ordered = {"type": ["number", "string"], "maxLength": MAX_STRING_LENGTH,
+               "description": "Numbers compare with numbers, strings with strings (by code point)."}
+    operators = {"type": "object", "minProperties": 1, "additionalProperties": False,
+                 "properties": {**{op: scalar for op in ("$eq", "$ne")}, **{op: values for op in ("$in", "$nin")},
+                                **{op: ordered for op in RANGES}},
+                 "description": f"Operators ({', '.join(EQUALITY + RANGES)}), combined by AND."}
+    return {
+        "type": ["object", "null"], "maxProperties": MAX_FILTER_FIELDS,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[^_$]",
+                          "description": "A catalog feature name (no $and/$or: fields are combined by AND)."},
+        "additionalProperties": {"anyOf": [{**scalar, "description": "A bare value means $eq."}, operators]},
+        "x-error-code": "InvalidFilter",
+        "description": 'Only catalog items whose features satisfy every condition, e.g. {"genres": {"$in": ["Comedy"]}, '
+                       '"year": {"$gte": 1990}}. A list feature matches $eq/$in when any element matches and $ne/$nin '
+                       "when none does; values compare within their type; null means the feature is absent. "
+                       "See docs/api.md.",
+    }
 
 
 def _lookalike_pattern() -> str:
@@ -186,20 +217,33 @@ def components(settings: Settings) -> dict[str, Any]:
                                   "description": f"How many candidates to generate (1 to {settings.max_actions})."},
                 "generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                                "description": 'The generators to ask, e.g. ["item_knn", "popular"].'},
+                "filter": _ref("ItemFilter"),
+                "includeItemFeatures": {"type": ["boolean", "null"],
+                                        "description": "true: each ranking entry carries the item's catalog features."},
+                "sessionItems": {"type": "array", "minItems": 1, "maxItems": MAX_SESSION_ITEMS,
+                                 "items": _catalog_id("A catalog item's id", slash=False),
+                                 "description": "An (anonymous) visitor's recent items, newest last: candidates come from "
+                                                "item-to-item generators and never include these items. Every id must be "
+                                                "a catalog item. With userId, they add to the user's history."},
             },
-            "if": {"not": {"required": ["userId"]}}, "then": {"required": ["actions"]},
+            "if": {"not": {"anyOf": [{"required": ["userId"]}, {"required": ["sessionItems"]}]}},
+            "then": {"required": ["actions"]},
             "dependentSchemas": {"actions": {"properties": {
-                key: {"not": {}, "description": f"{key} applies to Rank by userId without actions (generated "
-                                                f"candidates); send actions or {key}, not both."}
-                for key in ("numCandidates", "generators")}}},
-            "description": "Send actions (a non-empty array of {id, features}), or a userId and no actions to have "
-                           "candidates generated from the catalog.",
+                key: {"not": {}, "description": f"{key} applies to Rank by userId or sessionItems without actions "
+                                                f"(generated candidates); send actions or {key}, not both."}
+                for key in ("numCandidates", "generators", "filter", "includeItemFeatures", "sessionItems")}}},
+            "description": "Send actions (a non-empty array of {id, features}), or a userId and/or sessionItems and no "
+                           "actions to have candidates generated from the catalog.",
         },
+        "ItemFilter": _item_filter(),
         "RankedAction": {
             "type": "object", "required": ["id", "probability"],
             "properties": {"id": {"type": "string"}, "probability": {"type": "number", "minimum": 0, "maximum": 1},
                            "generators": {"type": "array", "items": _ref("Provenance"),
-                                          "description": "For generated candidates: the generators that proposed it."}},
+                                          "description": "For generated candidates: the generators that proposed it."},
+                           "features": {"type": "object",
+                                        "description": "With includeItemFeatures: the item's catalog features (as the "
+                                                       "bandit saw them)."}},
         },
         "Provenance": {
             "type": "object", "required": ["name"],
@@ -225,8 +269,12 @@ def components(settings: Settings) -> dict[str, Any]:
                            "target": {"type": "string", "description": "The offending field, as a JSON path."}},
         },
         "ErrorResponse": {"type": "object", "required": ["error"], "properties": {"error": _ref("PersonalizerError")}},
-        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "settings"],
-                   "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
+        "Status": {"type": "object", "required": ["model", "events", "rewards", "learner", "store", "settings"],
+                   "description": "Model, event, reward and learner counts, the store's size, and the settings in force "
+                                  "(docs/api.md).",
+                   "properties": {"store": {"type": "object", "required": ["rows", "bytes", "oldestEventAt"], "properties": {
+                       "rows": {"type": "object", "additionalProperties": {"type": "integer"}},
+                       "bytes": {"type": ["integer", "null"]}, "oldestEventAt": {"type": ["number", "null"]}}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
         "ItemRow": _item_row(id_required=True),
@@ -279,6 +327,20 @@ def components(settings: Settings) -> dict[str, Any]:
             "properties": {"items": {"type": "integer"}, "users": {"type": "integer"}, "interactions": {"type": "integer"},
                            "trained": {"type": "object", "additionalProperties": {
                                "type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}}}},
+        },
+        "UserData": {
+            "type": "object", "required": ["userId", "events", "interactions"],
+            "description": "Everything stored under a userId: the events of its Rank calls (actions, ranking, the "
+                           "example VW saw, rewards, whether learned) and its interactions (docs/api.md, 'Users').",
+            "properties": {"userId": {"type": "string"}, "events": {"type": "array", "items": {"type": "object"}},
+                           "interactions": {"type": "array", "items": {"type": "object"}}},
+        },
+        "UserDeleted": {
+            "type": "object", "required": ["userId", "deleted"],
+            "properties": {"userId": {"type": "string"}, "deleted": {
+                "type": "object", "required": ["events", "rewards", "eventExamples", "interactions"],
+                "description": "Rows erased, per kind.",
+                "properties": {k: {"type": "integer"} for k in ("events", "rewards", "eventExamples", "interactions")}}},
         },
     }
     return schemas
@@ -339,6 +401,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
               "Catalog", "catalog.train_generators", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
+    Operation("get", "/users/{userId}", "Users_Export",
+              "Everything stored about a user: events with their rewards, and interactions.", "admin", "Users",
+              "users.export", {200: "UserData"}, path_params={"userId": _catalog_id("The user's id, as sent to Rank")},
+              errors=(404,)),
+    Operation("delete", "/users/{userId}", "Users_Delete",
+              "Erase everything stored about a user, in one transaction; the answer counts what was deleted.", "admin",
+              "Users", "users.erase", {200: "UserDeleted"}, path_params={"userId": _catalog_id("The user's id, as sent to Rank")},
+              errors=(404,)),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
@@ -347,7 +417,7 @@ _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
     401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
     403: "A client key on an admin operation.",
-    404: "No such event, item or operation.",
+    404: "No such event, item, user or operation.",
     409: "Conflict: eventId already used, reward too late, or the event already learned.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json).",
@@ -454,7 +524,8 @@ class RequestSchemas:
         # same pass (and also checks catalog candidates and the simulator's calls): checking them against
         # the schema too cost 0.5-0.8 ms per 50-action Rank, three times the whole parse. The FeatureList
         # schema documents exactly what features.py accepts; tests/test_openapi.py proves they agree.
-        self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True}}}
+        # Rank's filter likewise: personalize/filters.py validates it, naming the exact operator (filter.year.$foo).
+        self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True, "ItemFilter": True}}}
         self._validators = {
             name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
             for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest")

@@ -1,16 +1,29 @@
-"""``top_rated``: items with the highest damped mean value, an example of a third-party generator plugin."""
+"""An example third-party plugin: a ``top_rated`` generator and a ``country`` context plugin.
+
+``top_rated``: items with the highest damped mean value. ``enrich_context``: the visitor's country
+from the geolocation header a CDN adds (Cloudflare's ``CF-IPCountry``, CloudFront's
+``CloudFront-Viewer-Country``), as ``{"location": {"country": "IT"}}``.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from personalize.catalog import TrainingData
+from personalize.enrichment import RankContext
 from personalize.generator import CandidateRequest, ScoringGenerator
 from personalize.hookspecs import hookimpl
 
-__all__ = ["TopRatedConfig", "TopRatedGenerator"]
+__all__ = ["TopRatedConfig", "TopRatedGenerator", "enrich_context", "COUNTRY_HEADERS"]
+
+#: Headers a CDN sets to the visitor's ISO 3166 country code, first found wins.
+COUNTRY_HEADERS = ("CF-IPCountry", "CloudFront-Viewer-Country")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_UNKNOWN = {"XX", "T1"}  # Cloudflare: no country known, Tor
 
 
 @dataclass(frozen=True)
@@ -39,3 +52,13 @@ class TopRatedGenerator(ScoringGenerator):
 @hookimpl
 def register_generators() -> list[type]:
     return [TopRatedGenerator]
+
+
+@hookimpl
+def enrich_context(context: RankContext) -> dict[str, Any] | None:
+    """The visitor's country, when the request came through a CDN that says it; nothing otherwise."""
+    for header in COUNTRY_HEADERS:
+        code = (context.headers.get(header) or "").strip().upper()
+        if _COUNTRY.fullmatch(code) and code not in _UNKNOWN:
+            return {"location": {"country": code}}
+    return None

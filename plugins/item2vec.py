@@ -44,8 +44,9 @@ class Item2VecConfig:
 
 
 class Item2VecGenerator(ScoringGenerator):
-    """Cosine similarity to the current item's vector, or (no current item, or one without a vector)
-    to the user's recent items' mean vector."""
+    """Cosine similarity to the current item's vector; else (no current item, or one without a vector)
+    to the mean vector of the session's latest items (``sessionItems``, in the order sent); else to
+    the user's recent items' mean vector."""
 
     name = "item2vec"
     Config = Item2VecConfig
@@ -88,13 +89,16 @@ class Item2VecGenerator(ScoringGenerator):
 
     def scores(self, request: CandidateRequest) -> np.ndarray | None:
         current = self.item_index.get(request.current_item) if request.current_item else None
+        session = [self.item_index[item] for item in request.session_items if item in self.item_index]
+        row = self.user_row(request.user_id)
         if current is not None and self.has_vector[current]:
             query = self.vectors[current]
-        else:
-            row = self.user_row(request.user_id)
-            if row is None or not self.user_vectors[row].any():
-                return None
+        elif (session_taste := self.taste(session)).any():  # what the visitor does now, before their history
+            query = session_taste
+        elif row is not None and self.user_vectors[row].any():
             query = self.user_vectors[row]
+        else:
+            return None
         return np.where(self.has_vector, self.vectors @ query, -np.inf)
 
 

@@ -95,3 +95,22 @@ def test_taste_is_the_mean_of_the_latest_items_with_a_vector() -> None:
     assert np.allclose(generator.taste(known), expected)
     assert not generator.taste([]).any() and generator.taste([]).shape == (16,)
     assert np.allclose(generator.user_vectors[0], generator.taste(user_sequences(synthetic_data())[0]))
+
+
+def test_an_anonymous_session_gets_items_of_its_taste() -> None:
+    data = synthetic_data()
+    generator = Item2VecGenerator(Item2VecConfig(dimensions=16, epochs=50, min_count=1, sample=0, recent=20))
+    generator.fit(data)
+    same = proposed = 0
+    for genre in range(3):
+        session = tuple(f"i{i}" for i in range(genre, 30, 3))[-3:]  # three items of one genre, no user
+        result = generator.candidates(CandidateRequest(session_items=session), 5)
+        assert result and not set(session) & {c.item_id for c in result}
+        same += sum(data.item_features[data.item_index[c.item_id]]["genres"][0] == GENRES[genre] for c in result)
+        proposed += len(result)
+    assert same / proposed >= 0.7
+    # the session (what the visitor does now) wins over a known user's history
+    user_genre = GENRES[0]  # u0's taste
+    other = tuple(f"i{i}" for i in (1, 4, 10))
+    result = generator.candidates(CandidateRequest("u0", session_items=other), 5)
+    assert sum(data.item_features[data.item_index[c.item_id]]["genres"][0] != user_genre for c in result) >= 3

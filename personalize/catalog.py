@@ -21,7 +21,7 @@ import hashlib
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
@@ -38,7 +38,7 @@ __all__ = [
     "ItemIn", "InteractionIn", "RowError", "InvalidRow", "TrainingData",
     "id_problem", "parse_item", "parse_interaction", "parse_time", "validate_rows",
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
-    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
+    "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "RATING_TYPE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
     "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem", "catalog_key",
 ]
 
@@ -71,6 +71,8 @@ ITEM_FIELDS = ("id", "features", "createdAt", "active")
 _ITEM_LOOKALIKES = {"id": "id", "features": "features", "feature": "features", "createdat": "createdAt",
                     "active": "active", "updatedat": "updatedAt"}
 ITEM_LOOKALIKES = tuple(_ITEM_LOOKALIKES)
+#: The interaction type of explicit ratings: their value is the rating (``import movielens`` stores its ratings so).
+RATING_TYPE = "rating"
 INTERACTION_FIELDS = ("userId", "itemId", "type", "value", "timestamp", "eventId")
 _CHUNK = 500
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -462,7 +464,8 @@ class TrainingData:
     Items are in a fixed order (``item_ids``); interactions are parallel arrays of user index,
     item index, value and timestamp. Interactions on items missing from the catalog are
     dropped. ``user_items`` sums the positive values per (user, item): the implicit-feedback
-    matrix that collaborative filtering learns from.
+    matrix that collaborative filtering learns from. ``is_rating`` marks explicit ratings, whose
+    value is the rating itself (interactions of type ``RATING_TYPE``), for rating predictors (svd).
     """
 
     item_ids: tuple[str, ...]
@@ -474,19 +477,24 @@ class TrainingData:
     items: np.ndarray
     values: np.ndarray
     timestamps: np.ndarray
+    is_rating: np.ndarray
 
     @classmethod
     def build(
         cls,
         items: Iterable[tuple[str, dict[str, Any], float, bool]],
-        interactions: Iterable[tuple[str, str, float, float]],
+        interactions: Iterable[tuple[str, str, float, float] | tuple[str, str, float, float, str]],
     ) -> "TrainingData":
-        """From ``(id, features, created_at, active)`` items and ``(user, item, value, timestamp)`` rows."""
+        """From ``(id, features, created_at, active)`` items and ``(user, item, value, timestamp[, type])`` rows.
+
+        A row without a type is taken as a rating (``(user, item, rating, timestamp)`` is how the
+        MovieLens loaders and hand-built test data come); the store's rows always carry their type.
+        """
         item_rows = list(items)
         index = {row[0]: i for i, row in enumerate(item_rows)}
         user_index: dict[str, int] = {}
-        users, item_pos, values, stamps = [], [], [], []
-        for user, item, value, ts in interactions:
+        users, item_pos, values, stamps, ratings = [], [], [], [], []
+        for user, item, value, ts, *kind in interactions:
             position = index.get(item)
             if position is None:
                 continue
@@ -494,6 +502,7 @@ class TrainingData:
             item_pos.append(position)
             values.append(value)
             stamps.append(ts)
+            ratings.append(not kind or kind[0] == RATING_TYPE)
         return cls(
             item_ids=tuple(row[0] for row in item_rows),
             item_features=tuple(row[1] for row in item_rows),
@@ -504,14 +513,25 @@ class TrainingData:
             items=np.array(item_pos, dtype=np.int32),
             values=np.array(values, dtype=np.float64),
             timestamps=np.array(stamps, dtype=np.float64),
+            is_rating=np.array(ratings, dtype=bool),
         )
 
     def with_interactions(self, mask: np.ndarray) -> "TrainingData":
         """The same catalog and users with only the interactions where ``mask`` is true (for splits)."""
-        return TrainingData(
-            self.item_ids, self.item_features, self.item_created, self.item_active, self.user_ids,
-            self.users[mask], self.items[mask], self.values[mask], self.timestamps[mask],
+        return replace(
+            self, users=self.users[mask], items=self.items[mask], values=self.values[mask],
+            timestamps=self.timestamps[mask], is_rating=self.is_rating[mask],
         )
+
+    def ratings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """User positions, item positions and values of the explicit ratings, in data order; a
+        re-rated item keeps only its latest rating (by timestamp, then data order)."""
+        rows = np.flatnonzero(self.is_rating)
+        rows = rows[np.lexsort((rows, self.timestamps[rows]))][::-1]  # newest first (ties: the later row)
+        _, first = np.unique(self.users[rows].astype(np.int64) * max(len(self.item_ids), 1) + self.items[rows],
+                             return_index=True)
+        keep = np.sort(rows[first])
+        return self.users[keep], self.items[keep], self.values[keep]
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -540,10 +560,10 @@ def load_training_data(session: Session) -> TrainingData:
     """Everything in the store, for ``fit``: all items (inactive ones too, generators skip them) and interactions."""
     items = session.execute(select(Item.id, Item.features, Item.created_at, Item.active).order_by(Item.id))
     interactions = session.execute(
-        select(Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp)
+        select(Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp, Interaction.type)
         .order_by(Interaction.timestamp, Interaction.id)
     )
     return TrainingData.build(
         ((row.id, row.features or {}, row.created_at, row.active) for row in items),
-        ((row.user_id, row.item_id, row.value, row.timestamp) for row in interactions),
+        ((row.user_id, row.item_id, row.value, row.timestamp, row.type) for row in interactions),
     )

@@ -16,14 +16,15 @@ import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Mapping, Self, Sequence
+from typing import Any, ClassVar, Mapping, Protocol, Self, Sequence, runtime_checkable
 
 import numpy as np
 from scipy import sparse
 
 from personalize.catalog import TrainingData
 
-__all__ = ["AllowedItems", "CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "normalized"]
+__all__ = ["AllowedItems", "CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "RatingPredictor",
+           "normalized"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +127,18 @@ class Generator(ABC):
         if not isinstance(obj, cls):
             raise TypeError(f"stored model is a {type(obj).__name__}, not a {cls.__name__}")
         return obj
+
+
+@runtime_checkable
+class RatingPredictor(Protocol):
+    """A generator that also predicts explicit ratings (svd); ``evaluate-generators`` reports its RMSE.
+
+    Any generator class with this method is one: nothing to register.
+    """
+
+    def predict_ratings(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """A finite predicted rating for each ``(user id, item id)``, unknown ids included (fall back, e.g. to the mean)."""
+        ...
 
 
 def normalized(scores: np.ndarray) -> np.ndarray:

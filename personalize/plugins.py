@@ -27,6 +27,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.item_knn",
     "plugins.user_knn",
     "plugins.als",
+    "plugins.svd",
+    "plugins.item2vec",
     "plugins.content",
     "plugins.hybrid",
     "plugins.serendipity",

@@ -235,7 +235,7 @@ def train(names: tuple[str, ...], config_file: str | None, database_url: str | N
 @settings_options
 def evaluate_generators_command(names: tuple[str, ...], k: int, holdout: float, movielens: bool, json_path: Path | None,
                                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
-    """Recall@k, NDCG@k, coverage and novelty of each generator on a per-user temporal split."""
+    """Precision@k, recall@k, NDCG@k, coverage, novelty (and RMSE of rating predictors) of each generator on a per-user temporal split."""
     from personalize.catalog import TrainingData
     from personalize.generator_evaluation import as_json, evaluate_generators, format_table
     from personalize.plugins import generator_classes
@@ -251,8 +251,11 @@ def evaluate_generators_command(names: tuple[str, ...], k: int, holdout: float, 
     unknown = [n for n in names if n not in known]
     if unknown:
         raise click.BadParameter(f"unknown generator {unknown[0]!r}; known: {', '.join(known)}", param_hint="--generator")
-    results = evaluate_generators(data, list(names) or known, k, holdout,
-                                  progress=lambda name: click.echo(f"evaluating {name} ...", err=True))
+    try:
+        results = evaluate_generators(data, list(names) or known, k, holdout,
+                                      progress=lambda name: click.echo(f"evaluating {name} ...", err=True))
+    except ValueError as exc:  # a plugin's rating predictor answered NaN or the wrong number of ratings
+        raise click.ClickException(str(exc)) from None
     click.echo(format_table(results))
     if json_path:
         json_path.write_text(json.dumps(as_json(results), indent=2) + "\n")

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 from typing import Any, Iterator
 
 import click
+from hypothesis import given
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -69,7 +71,8 @@ def test_upsert_get_deactivate_and_training_data(sessions: sessionmaker[Session]
         assert upsert_items(session, [ItemIn("a", {"t": "y"}), ItemIn("c", {}, active=False)], now=200.0) == (1, 1)
         assert deactivate_item(session, "b", now=300.0) and not deactivate_item(session, "zzz")
         add_interactions(session, [parse_interaction({"userId": "u", "itemId": "a", "timestamp": 1}),
-                                   parse_interaction({"userId": "u", "itemId": "gone", "timestamp": 2})])
+                                   parse_interaction({"userId": "u", "itemId": "gone", "timestamp": 2}),
+                                   parse_interaction({"userId": "v", "itemId": "a", "type": "rating", "value": 4, "timestamp": 3})])
         session.commit()
     with sessions() as session:
         a = get_item(session, "a")
@@ -77,7 +80,8 @@ def test_upsert_get_deactivate_and_training_data(sessions: sessionmaker[Session]
         data = load_training_data(session)
     assert data.item_ids == ("a", "b", "c")
     assert data.item_active.tolist() == [True, False, False]
-    assert data.user_ids == ("u",) and data.items.tolist() == [0]  # the interaction on an unknown item is dropped
+    assert data.user_ids == ("u", "v") and data.items.tolist() == [0, 0]  # the interaction on an unknown item is dropped
+    assert data.is_rating.tolist() == [False, True]  # a view is no rating; type "rating" is
 
 
 @pytest.fixture
@@ -327,3 +331,20 @@ def test_features_and_types_that_would_break_later_reads_are_a_400(client: Any, 
     assert client.put(f"{ITEMS}/a", json={"features": edge}).status_code == 201
     stored = client.get(f"{ITEMS}/a").json["features"]
     assert feature_namespaces([{"item": stored}], "candidates[a]", ACTION_INDEX)  # what Rank by userId does with it
+
+
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from(["i0", "i1", "i2"]), st.integers(1, 5),
+                          st.integers(0, 3), st.sampled_from(["rating", "view", None])), max_size=30))
+def test_ratings_keep_the_latest_rating_per_user_and_item(rows: list[tuple[str, str, int, int, str | None]]) -> None:
+    """Only rating rows (or rows without a type) count; of a pair rated twice, the later (time, then row order) wins."""
+    items = [(f"i{k}", {}, 0.0, True) for k in range(3)]
+    data = TrainingData.build(items, [(u, i, float(v), float(t)) if kind is None else (u, i, float(v), float(t), kind)
+                                      for u, i, v, t, kind in rows])
+    expected: dict[tuple[str, str], tuple[int, int, float]] = {}
+    for n, (u, i, v, t, kind) in enumerate(rows):
+        if kind in ("rating", None):
+            expected[u, i] = max(expected.get((u, i), (-1, -1, 0.0)), (t, n, float(v)))
+    users, positions, values = data.ratings()
+    got = {(data.user_ids[u], data.item_ids[i]): v for u, i, v in zip(users, positions, values)}
+    assert got == {pair: v for pair, (_, _, v) in expected.items()}
+    assert data.with_interactions(data.values > 2).is_rating.tolist() == data.is_rating[data.values > 2].tolist()

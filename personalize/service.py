@@ -110,6 +110,7 @@ class Service:
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
         # The service configuration in force (GET/PUT /configurations/service), polled by a thread.
         self.live = LiveConfig(settings, self.db)
+        self.live.refresh()
         self.ranker = Ranker(settings.vw_args, self.live.current.exploration, settings.squarecb_actions)
         self.live.on_change(lambda config: self.ranker.set_exploration(config.exploration))
         self.limits = RankLimits.from_settings(settings)

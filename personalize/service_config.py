@@ -176,10 +176,10 @@ def parse_update(body: Mapping[str, Any], current: ServiceConfig, settings: Sett
         raise bad("modelRetrainDays", f"modelRetrainDays must be between 0 and logRetentionDays ({retention}), not "
                   f"{retrain}.", "InvalidModelRetrainDays")
     if body.get("logMirrorEnabled"):
-        raise bad("logMirrorEnabled", "Log mirroring to Azure storage is not supported; send false or leave it out, "
-                  "and copy the log with `personalize logs export` instead.")
+        raise bad("logMirrorEnabled", "logMirrorEnabled: log mirroring to Azure storage is not supported; send false "
+                  "or leave it out, and copy the log with `personalize logs export` instead.")
     if body.get("logMirrorSasUri"):
-        raise bad("logMirrorSasUri", "Log mirroring to Azure storage is not supported; leave logMirrorSasUri out.")
+        raise bad("logMirrorSasUri", "logMirrorSasUri: log mirroring to Azure storage is not supported; leave it out.")
     frequency = current.auto_optimization_frequency
     if body.get("autoOptimizationFrequency") is not None:
         frequency = parse_duration(body["autoOptimizationFrequency"], "autoOptimizationFrequency")
@@ -276,13 +276,13 @@ class LiveConfig:
     """The configuration in force in this process, kept current by a polling thread.
 
     ``current`` is replaced whole (one attribute assignment), so readers need no lock. ``on_change``
-    callbacks run in the polling thread after each swap (e.g. the ranker's exploration)."""
+    callbacks run in the polling thread after each swap (e.g. the ranker's exploration). It starts with
+    the settings' values: ``refresh()`` (or ``start()``) reads the stored ones."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        with db.read() as session:
-            self.current: ServiceConfig = load(session, settings)
+        self.current: ServiceConfig = ServiceConfig.from_settings(settings)
         self._listeners: list[Callable[[ServiceConfig], None]] = []
         self._tick: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -298,7 +298,7 @@ class LiveConfig:
     def refresh(self) -> bool:
         """Load the stored configuration if its version changed; True when it did."""
         with self.db.read() as session:
-            if stored_version(session) == self.current.version:
+            if stored_version(session) <= self.current.version:
                 return False
             config = load(session, self.settings)
         self.apply(config)
@@ -313,6 +313,7 @@ class LiveConfig:
             listener(config)
 
     def start(self) -> None:
+        self.refresh()
         self._thread = threading.Thread(target=self._run, name="personalize-config-watch", daemon=True)
         self._thread.start()
 

@@ -78,6 +78,15 @@ ADMIN_CALLS = [
     ("POST", "/interactions", {"interactions": [{"userId": "u1", "itemId": "m1"}]}),
     ("POST", "/generators/train", None),
     ("DELETE", "/catalog/items/m1", None),
+    ("GET", "/configurations/service", None),
+    ("PUT", "/configurations/service", {"rewardWaitTime": "PT1M", "defaultReward": 0, "rewardAggregation": "earliest",
+                                        "explorationPercentage": 0.1, "modelExportFrequency": "PT1M",
+                                        "logRetentionDays": -1, "modelRetrainDays": 0}),
+    ("GET", "/model", None),
+    ("DELETE", "/model", None),
+    ("GET", "/model/properties", None),
+    ("GET", "/logs/properties", None),
+    ("DELETE", "/logs", None),
 ]
 
 
@@ -139,7 +148,8 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
     assert by_role[auth.CLIENT] == {"rank.rank", "events.reward", "events.activate", "status.status"}
     assert by_role[auth.ADMIN] == {
         "static", "catalog.put_item", "catalog.post_items", "catalog.read_item", "catalog.delete_item",
-        "catalog.post_interactions", "catalog.train_generators",
+        "catalog.post_interactions", "catalog.train_generators", "configuration.get_service", "configuration.put_service",
+        "model.export_model", "model.import_model", "model.reset_model", "model.properties", "logs.properties", "logs.delete",
     }
     assert roles.get("a.later.endpoint", auth.ADMIN) == auth.ADMIN
 

@@ -88,6 +88,8 @@ class Learner:
 
     def _restore(self) -> None:
         """Resume from the newest snapshot; release claims a crashed learner left behind."""
+        if self._own_live:
+            self.live.refresh()  # the stored configuration, also for a learner stepped without start()
         args = self.vw_args
         with self.db.write() as session:
             released = store.release_claims(session)

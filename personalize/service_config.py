@@ -22,10 +22,9 @@ import math
 import re
 import threading
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-import isodate
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -41,34 +40,52 @@ __all__ = ["ServiceConfig", "LiveConfig", "parse_duration", "format_duration", "
 
 log = logging.getLogger(__name__)
 
-#: Longest duration accepted (100 years): far beyond any sensible wait, and exact in float seconds to the microsecond.
-MAX_DURATION_SECONDS = 100 * 365 * 86400.0
-_DURATION_SHAPE = re.compile(r"^P(?=.*\d)[0-9.,WDYMTHS]*$")  # isodate accepts "PT"; a duration needs a number
+#: The durations accepted: ISO 8601 days, hours, minutes and seconds (fractions of a second to the microsecond),
+#: each at most 4 digits, at least one of them. The schema states the same pattern (ECMA regex, no named groups).
+DURATION_PATTERN = (r"^P(?:\d{1,4}D(?:T(?:\d{1,4}H(?:\d{1,4}M)?(?:\d{1,4}(?:\.\d{1,6})?S)?|\d{1,4}M(?:\d{1,4}(?:\.\d{1,6})?S)?"
+                    r"|\d{1,4}(?:\.\d{1,6})?S))?|T(?:\d{1,4}H(?:\d{1,4}M)?(?:\d{1,4}(?:\.\d{1,6})?S)?"
+                    r"|\d{1,4}M(?:\d{1,4}(?:\.\d{1,6})?S)?|\d{1,4}(?:\.\d{1,6})?S))$")
+_SHAPE = re.compile(DURATION_PATTERN)
+_PARTS = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)(?:\.(?P<f>\d+))?S)?)?$")
+_UNITS = (("D", 86_400), ("H", 3_600), ("M", 60))
+#: The longest duration the pattern allows (9999 days, hours, minutes and seconds): about 28.5 years.
+MAX_DURATION_SECONDS = 9999 * (86_400 + 3_600 + 60 + 1) + 0.999999
 
 
 def parse_duration(text: Any, field: str) -> float:
-    """Seconds of an ISO 8601 duration such as ``PT10M`` or ``P1DT2H``; a 400 naming ``field`` otherwise.
+    """Seconds of an ISO 8601 duration such as ``PT10M``, ``PT24H`` or ``P1DT12H``; a 400 naming ``field`` otherwise.
 
-    Years and months have no fixed length: they are refused (write days: ``P30D``)."""
-    fix = f"{field} must be an ISO 8601 duration such as PT30S, PT10M, PT4H or P1D"
-    if not isinstance(text, str) or not _DURATION_SHAPE.match(text):
-        raise ApiError(400, "InvalidServiceConfiguration", f"{fix}, not {text!r}.", field)
-    try:
-        value = isodate.parse_duration(text)
-    except (isodate.ISO8601Error, ValueError, OverflowError):
-        raise ApiError(400, "InvalidServiceConfiguration", f"{fix}, not {text!r}.", field) from None
-    if not isinstance(value, timedelta):  # isodate.Duration: years or months
-        raise ApiError(400, "InvalidServiceConfiguration", f"{field}: years and months have no fixed length; write "
-                       f"days instead (e.g. P30D), not {text!r}.", field)
-    seconds = value.total_seconds()
-    if not 0 <= seconds <= MAX_DURATION_SECONDS:
-        raise ApiError(400, "InvalidServiceConfiguration", f"{field} must be between PT0S and P36500D, not {text!r}.", field)
-    return seconds
+    Years, months and weeks are refused (years and months have no fixed length: write days)."""
+    if not isinstance(text, str) or not _SHAPE.match(text):
+        raise ApiError(400, "InvalidServiceConfiguration", f"{field} must be an ISO 8601 duration in days, hours, minutes "
+                       f"and seconds (at most 4 digits each), such as PT30S, PT10M, PT4H or P1D; not {text!r}.", field)
+    parts = _PARTS.match(text)
+    assert parts is not None  # every text of the pattern has this shape
+    micro = int((parts["f"] or "").ljust(6, "0"))
+    whole = sum(int(parts[key.lower()] or 0) * unit for key, unit in _UNITS) + int(parts["s"] or 0)
+    return whole + micro / 1e6
 
 
 def format_duration(seconds: float) -> str:
-    """The ISO 8601 text of a duration in seconds (to the microsecond): 600 -> ``PT10M``."""
-    return isodate.duration_isoformat(timedelta(microseconds=round(seconds * 1e6)))
+    """The ISO 8601 text of a duration (to the microsecond): 600 -> ``PT10M``, 90000 -> ``P1DT1H``, 0 -> ``PT0S``.
+
+    Days, hours and minutes as usual; a duration beyond 9999 days keeps the excess in hours, then minutes,
+    then seconds, so the text always matches DURATION_PATTERN (a GET body can be sent back as it is)."""
+    rest = round(seconds * 1e6)
+    out = "P"
+    time = ""
+    for key, unit in _UNITS:
+        count = min(9999, rest // (unit * 1_000_000))
+        rest -= count * unit * 1_000_000
+        if count:
+            if key == "D":
+                out += f"{count}D"
+            else:
+                time += f"{count}{key}"
+    whole, micro = divmod(rest, 1_000_000)
+    if whole or micro or (not time and out == "P"):
+        time += f"{whole}" + (f".{micro:06d}".rstrip("0") if micro else "") + "S"
+    return out + ("T" + time if time else "")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -202,9 +219,13 @@ def parse_update(body: Mapping[str, Any], current: ServiceConfig, settings: Sett
     )
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema of a PUT body (personalize/api/schemas.py serves it as ServiceConfiguration)."""
-    duration = {"type": "string", "description": "An ISO 8601 duration, e.g. PT30S, PT10M, PT4H, P1D (no years or months)."}
+def schema(settings: Settings) -> dict[str, Any]:
+    """The JSON Schema of a PUT body (personalize/api/schemas.py serves it as ServiceConfiguration). Two rules
+    join fields and are checked by parse_update: logRetentionDays is -1 or at least the reward wait plus one
+    day, and modelRetrainDays is at most logRetentionDays."""
+    duration = {"type": "string", "pattern": DURATION_PATTERN,
+                "description": "An ISO 8601 duration in days, hours, minutes and seconds (at most 4 digits each), e.g. "
+                               "PT30S, PT10M, PT24H, P1DT12H (no weeks, years or months)."}
     return {
         "type": "object", "additionalProperties": False, "x-error-code": "InvalidServiceConfiguration",
         "required": ["rewardWaitTime", "defaultReward", "rewardAggregation", "explorationPercentage",
@@ -212,8 +233,9 @@ def schema() -> dict[str, Any]:
         "properties": {
             "rewardWaitTime": {**duration, "description": "How long an event waits for rewards (ISO 8601 duration, "
                                                           "e.g. PT10M); applies to events ranked after the change."},
-            "defaultReward": {"type": "number", "description": "The reward of events that get none within the wait; "
-                                                               "within the reward range (PERSONALIZE_REWARD_MIN/MAX)."},
+            "defaultReward": {"type": "number", "minimum": settings.reward_min, "maximum": settings.reward_max,
+                              "description": "The reward of events that get none within the wait; within the reward "
+                                             "range (PERSONALIZE_REWARD_MIN/MAX)."},
             "rewardAggregation": {"enum": ["earliest", "sum"], "description": "'earliest' or 'sum'."},
             "explorationPercentage": {"type": "number", "minimum": 0, "maximum": 1,
                                       "description": "The uniform exploration floor, 0 to 1 (PERSONALIZE_EXPLORATION)."},
@@ -228,13 +250,15 @@ def schema() -> dict[str, Any]:
                                                                          "unchanged."},
             "isAutoOptimizationEnabled": {"type": ["boolean", "null"], "description": "Stored; not acted on yet."},
             "autoOptimizationFrequency": {**duration, "type": ["string", "null"], "description": "Stored; not acted on yet."},
-            "autoOptimizationStartDate": {"type": ["string", "null"], "description": "ISO 8601 date-time; stored, not "
-                                                                                     "acted on yet."},
+            "autoOptimizationStartDate": {"type": ["string", "null"], "format": "date-time",
+                                          "description": "ISO 8601 date-time; stored, not acted on yet."},
             "lastConfigurationEditDate": {"type": ["string", "null"], "description": "Read-only: set by the server; "
                                                                                      "ignored when sent."},
             "latestApprenticeModeMetrics": {"type": ["object", "null"], "description": "Read-only: ignored when sent."},
-            "logMirrorEnabled": {"type": ["boolean", "null"], "description": "Not supported: false or absent."},
-            "logMirrorSasUri": {"type": ["string", "null"], "description": "Not supported: absent or empty."},
+            "logMirrorEnabled": {"enum": [False, None], "description": "Log mirroring to Azure storage is not "
+                                                                       "supported: false or absent."},
+            "logMirrorSasUri": {"type": ["string", "null"], "maxLength": 0,
+                                "description": "Log mirroring to Azure storage is not supported: absent or empty."},
         },
         "description": "Personalizer's service configuration (2022-09-01-preview).",
     }

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from personalize.cli import cli
-from personalize.service_config import MAX_DURATION_SECONDS, format_duration, parse_duration
+from personalize.service_config import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
 from personalize.api.errors import ApiError
 
 PREFIX = "/personalizer"
@@ -41,7 +41,22 @@ def test_iso_components_add_up(days: int, hours: int, minutes: int, seconds: int
     assert parse_duration(text, "f") == days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
-@pytest.mark.parametrize("text", ["10 minutes", "PT", "P", "", "P1M", "P1Y", "-PT5M", "PT10X", "P40000D", 600, None])
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(DURATION_PATTERN, fullmatch=True))
+def test_every_duration_of_the_pattern_is_accepted_and_formats_back_to_the_pattern(text: str) -> None:
+    seconds = parse_duration(text, "f")
+    assert 0 <= seconds <= MAX_DURATION_SECONDS
+    assert parse_duration(format_duration(seconds), "f") == seconds  # a GET body can be sent back
+
+
+@pytest.mark.parametrize("text, seconds", [("PT24H", 86400), ("PT90M", 5400), ("P1DT12H", 129600), ("PT0.25S", 0.25),
+                                           ("P0D", 0), ("PT0S", 0)])
+def test_usual_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "f") == seconds
+
+
+@pytest.mark.parametrize("text", ["10 minutes", "PT", "P", "", "P1M", "P1Y", "P1W", "-PT5M", "PT10X", "P40000D", "P1DT",
+                                  "PT1.1234567S", "pt10m", 600, None])
 def test_a_bad_duration_is_a_400_naming_the_field(text: Any) -> None:
     with pytest.raises(ApiError) as excinfo:
         parse_duration(text, "rewardWaitTime")

@@ -276,7 +276,7 @@ def components(settings: Settings) -> dict[str, Any]:
             "properties": {"generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                                           "description": 'The generators to fit, e.g. ["als"]; all when absent.'}},
         },
-        "ServiceConfiguration": service_config.schema(),
+        "ServiceConfiguration": service_config.schema(settings),
         "ModelFile": {"type": "string", "format": "binary",
                       "description": "A model: the raw VW model (signed=false), or a zip archive of model.vw, "
                                      "metadata.json and an HMAC-SHA256 signature (signed=true). See docs/api.md."},

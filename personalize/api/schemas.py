@@ -401,7 +401,7 @@ _ERROR_TEXT = {
 
 def _error_statuses(op: Operation) -> list[int]:
     statuses = set(op.errors) | {503}
-    if op.request is not None or op.path_params:
+    if op.request is not None or op.path_params or op.query_params:
         statuses.add(400)
     if op.request is not None:
         statuses |= {413, 415}

@@ -307,6 +307,7 @@ class LiveConfig:
         self.settings = settings
         self.db = db
         self.current: ServiceConfig = ServiceConfig.from_settings(settings)
+        self._lock = threading.Lock()  # apply() runs in the poll thread and in request threads
         self._listeners: list[Callable[[ServiceConfig], None]] = []
         self._tick: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -330,11 +331,12 @@ class LiveConfig:
 
     def apply(self, config: ServiceConfig) -> None:
         """Use ``config`` now (after this process stored it, or the poll found it)."""
-        if config.version < self.current.version:
-            return
-        self.current = config
-        for listener in self._listeners:
-            listener(config)
+        with self._lock:
+            if config.version < self.current.version:
+                return
+            self.current = config
+            for listener in self._listeners:
+                listener(config)
 
     def start(self) -> None:
         self.refresh()

@@ -204,3 +204,33 @@ def test_cli_config_get_and_set(tmp_path: Any) -> None:
         assert refused.exit_code != 0
         assert words in refused.output and "Traceback" not in refused.output
         assert len(refused.output.strip().splitlines()) == 1  # one line
+
+
+def test_a_learner_process_of_its_own_applies_a_change(make_app: Any, make_settings: Any, database_url: str) -> None:
+    """`personalize learn` runs a Learner with its own configuration watcher: a PUT elsewhere reaches its joins."""
+    from personalize.db import Database
+    from personalize.learner import Learner
+    from personalize.models import Event
+
+    app = make_app(database_url=database_url, learner="off")
+    client = app.test_client()
+    settings = make_settings(database_url=database_url, config_poll_interval=0.05, learner_interval=0.01)
+    db = Database.for_settings(settings)
+    learner = Learner(settings, db)
+    learner.start()
+    try:
+        client.put(CONFIG_URL, json={**BODY, "rewardWaitTime": "PT0.2S", "defaultReward": -0.5, "logRetentionDays": -1})
+        deadline = time.time() + 5
+        while learner.live.current.default_reward != -0.5 and time.time() < deadline:
+            time.sleep(0.02)
+        client.post(f"{PREFIX}/v1.0/rank", json={"actions": ACTIONS, "eventId": "own"})
+        deadline = time.time() + 10
+        reward = None
+        while reward is None and time.time() < deadline:
+            with app.extensions["personalize"].db.read() as session:
+                reward = session.query(Event).filter_by(event_id="own").one().learned_reward
+            time.sleep(0.05)
+        assert reward == -0.5  # no reward within the new 0.2 s wait: the new default reward
+    finally:
+        learner.stop()
+        db.dispose()

@@ -554,6 +554,8 @@ class RequestSchemas:
         where = target or "The body"
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.Not):
             problem = "is not allowed here"
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):  # the regex helps no one; the description says the form
+            problem = "is invalid: " + _short(orjson.dumps(error.instance).decode(), 80) + " is not in the accepted form"
         else:
             problem = error.message
             shown = orjson.dumps(error.instance).decode()

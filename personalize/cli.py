@@ -168,11 +168,14 @@ def status(url: str | None, config_file: str | None, database_url: str | None, d
         return
     import time
 
+    from personalize import service_config
+    from personalize.service import status_report
+
     settings = settings_from(config_file, database_url, data_dir)
     with open_database(settings, create=False).read() as session:
-        status = store.status_counts(session, time.time())
+        report = status_report(session, settings, service_config.load(session, settings), time.time())
     # servingVersion belongs to a running server's ranker: ask it with --url
-    click.echo(json.dumps({**status, "settings": settings.status_summary()}, indent=2))
+    click.echo(json.dumps(report, indent=2))
 
 
 @cli.group()
@@ -192,11 +195,14 @@ def export_logs(fmt: str, output: Any, since: str | None, until: str | None, inc
     """Write logged events in VW's DSJSON format, one decision per line, in the order the model learned them."""
     from personalize.dsjson import event_line
 
+    from personalize import service_config
+
     settings = settings_from(config_file, database_url, data_dir)
     count = 0
     with open_database(settings, create=False).read() as session:
+        default_reward = service_config.load(session, settings).default_reward
         for event in store.iter_events(session, parse_time(since), parse_time(until), learned_only=not include_unlearned):
-            reward = event.learned_reward if event.learned_reward is not None else settings.default_reward
+            reward = event.learned_reward if event.learned_reward is not None else default_reward
             output.write(event_line(event, reward) + "\n")
             count += 1
     click.echo(f"exported {count} events", err=True)
@@ -269,6 +275,132 @@ def db_upgrade(config_file: str | None, database_url: str | None, data_dir: str 
     settings = settings_from(config_file, database_url, data_dir)
     open_database(settings).dispose()
     click.echo(f"schema up to date: {settings.resolved_database_url}")
+
+
+@cli.group()
+def config() -> None:
+    """The service configuration (Personalizer's /configurations/service), read and changed in the database:
+    running servers and learners apply a change within config_poll_interval."""
+
+
+@config.command("get")
+@settings_options
+def config_get(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Print the configuration in force, as the API shows it (JSON)."""
+    from personalize import service_config
+
+    settings = settings_from(config_file, database_url, data_dir)
+    with open_database(settings, create=False).read() as session:
+        click.echo(json.dumps(service_config.load(session, settings).to_api(), indent=2))
+
+
+@config.command("set")
+@click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
+@settings_options
+def config_set(assignments: tuple[str, ...], config_file: str | None, database_url: str | None,
+               data_dir: str | None) -> None:
+    """Change fields, e.g. `personalize config set learningMode=Apprentice rewardWaitTime=PT10M`.
+
+    Fields are the API's (rewardWaitTime, defaultReward, rewardAggregation, explorationPercentage,
+    modelExportFrequency, logRetentionDays, modelRetrainDays, learningMode, isAutoOptimizationEnabled,
+    autoOptimizationFrequency, autoOptimizationStartDate); values are JSON (numbers, true/false) or text."""
+    import time
+
+    from personalize import service_config
+    from personalize.api.errors import ApiError
+    from personalize.api.schemas import RequestSchemas
+
+    changes: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"{assignment!r} is not FIELD=VALUE (e.g. learningMode=Apprentice)")
+        try:
+            changes[name.strip()] = json.loads(raw)
+        except ValueError:
+            changes[name.strip()] = raw
+    settings = settings_from(config_file, database_url, data_dir)
+    database = open_database(settings)
+    try:
+        with database.write() as session:
+            current = service_config.load(session, settings)
+            body = {**current.to_api(), **changes}
+            RequestSchemas(settings).check("ServiceConfiguration", body)
+            now = time.time()
+            stored = service_config.save(session, service_config.parse_update(body, current, settings, now), now)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        database.dispose()
+    click.echo(json.dumps(stored.to_api(), indent=2))
+
+
+@cli.group()
+def model() -> None:
+    """Export, import or reset the model (Personalizer's /model), in the database: running servers and the
+    learner switch to an imported or reset model within config_poll_interval."""
+
+
+@model.command("export")
+@click.option("--output", "-o", type=click.File("wb"), default="-", help="File to write (default: standard output).")
+@click.option("--signed", is_flag=True, help="A zip archive signed with PERSONALIZE_MODEL_SIGNING_KEY.")
+@settings_options
+def model_export(output: Any, signed: bool, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Write the newest model: raw VW bytes, or (--signed) a signed archive."""
+    import time
+
+    from personalize import model_admin
+    from personalize.api.errors import ApiError
+
+    settings = settings_from(config_file, database_url, data_dir)
+    try:
+        with open_database(settings, create=False).read() as session:
+            data = model_admin.export_model(session, settings, signed, time.time())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    output.write(data)
+    click.echo(f"exported {len(data)} bytes", err=True)
+
+
+@model.command("import")
+@click.argument("path", type=click.File("rb"))
+@settings_options
+def model_import(path: Any, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Make the model in PATH (from `model export` or GET /model) the served one; the learner continues from it."""
+    import time
+
+    from personalize import model_admin
+    from personalize.api.errors import ApiError
+
+    settings = settings_from(config_file, database_url, data_dir)
+    database = open_database(settings)
+    try:
+        installed = model_admin.import_model(database, settings, path.read(), time.time())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        database.dispose()
+    click.echo(f"imported as model version {installed.version}")
+
+
+@model.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@settings_options
+def model_reset(yes: bool, config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
+    """Start over from an untrained model (the logs stay; export the model first to keep it)."""
+    import time
+
+    from personalize import model_admin
+
+    if not yes:
+        click.confirm("Replace the model with an untrained one?", abort=True)
+    settings = settings_from(config_file, database_url, data_dir)
+    database = open_database(settings, create=False)
+    try:
+        installed = model_admin.reset_model(database, settings, time.time())
+    finally:
+        database.dispose()
+    click.echo(f"reset: model version {installed.version} is untrained")
 
 
 plugins.register_commands(cli)

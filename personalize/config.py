@@ -18,12 +18,15 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
-__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "settings_table", "is_time_zone"]
+__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "LEARNING_MODES", "settings_table",
+           "is_time_zone"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
 #: How an action's id becomes a feature (see features.build_context).
 ACTION_ID_MODES = ("auto", "cross", "bias", "off")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
+#: Personalizer's learning modes (personalize/modes.py says what each does).
+LEARNING_MODES = ("Online", "Apprentice", "LoggingOnly")
 
 
 @lru_cache(maxsize=1)
@@ -76,6 +79,25 @@ class Settings:
         metadata={"help": "'earliest' (learn at the first reward) or 'sum' (add an event's rewards until the wait ends: "
                   "summed exactly, then clamped to reward_min..reward_max, so many rewards to one event never teach "
                   "more than reward_max)."},
+    )
+    learning_mode: str = field(
+        default="Online",
+        metadata={"help": "Personalizer's learning mode: 'Online' (explore and learn), 'Apprentice' (answer the baseline, "
+                  "the first action, and learn from its rewards) or 'LoggingOnly' (answer the baseline, learn nothing). "
+                  "An initial value: the service configuration API (GET/PUT /configurations/service) changes it live."},
+    )
+    model_retrain_days: int = field(
+        default=0, metadata={"help": "Personalizer's modelRetrainDays. Stored and reported; nothing retrains from it yet."},
+    )
+    config_poll_interval: float = field(
+        default=1.0,
+        metadata={"help": "Seconds between each process's checks for a changed service configuration (and, in a "
+                  "process with its own learner, for an imported or reset model): one small query, never per Rank."},
+    )
+    model_signing_key: str = field(
+        default="", repr=False,
+        metadata={"help": "Secret for signed model exports (GET /model?signed=true: a zip with an HMAC-SHA256 "
+                  "signature). When set, PUT /model accepts only archives signed with it; see docs/api.md."},
     )
     reward_min: float = field(default=-1.0, metadata={"help": "Smallest accepted reward value."})
     reward_max: float = field(default=1.0, metadata={"help": "Largest accepted reward value."})
@@ -213,6 +235,12 @@ class Settings:
             raise SettingsError("default_reward must lie within reward_min..reward_max")
         if self.log_retention_days != -1 and self.log_retention_days < 1:
             raise SettingsError("log_retention_days must be -1 (keep forever) or a number of days >= 1")
+        if self.learning_mode not in LEARNING_MODES:
+            raise SettingsError(f"learning_mode must be one of {', '.join(LEARNING_MODES)}")
+        if self.model_retrain_days < 0:
+            raise SettingsError("model_retrain_days must be >= 0")
+        if not self.config_poll_interval > 0:
+            raise SettingsError("config_poll_interval must be > 0 seconds")
         if self.learn_every < 1:
             raise SettingsError("learn_every must be at least 1")
         if self.action_id_feature not in ACTION_ID_MODES:

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Callable
 
+from sqlalchemy.exc import IntegrityError
+
 from personalize import store
 from personalize.config import Settings
 from personalize.db import Database
@@ -25,6 +27,8 @@ from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
 from personalize import retention
 from personalize.retention import PurgeCounts, purge_expired
+from personalize.modes import learns
+from personalize.service_config import LiveConfig
 from personalize.vw import Model
 
 __all__ = ["Learner"]
@@ -48,8 +52,13 @@ class Learner:
         db: Database,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[int, bytes], None] | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
         self.settings = settings
+        # The live service configuration (reward aggregation, default reward); a learner of its own
+        # (`personalize learn`) polls it itself, a server's learner shares the server's.
+        self._own_live = live is None
+        self.live = live if live is not None else LiveConfig(settings, db)
         self.db = db
         self.clock = clock
         self.on_publish = on_publish
@@ -57,6 +66,7 @@ class Learner:
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
         self.events_learned = 0
+        self.lineage_created_at: float | None = None
         self._model: Model | None = None
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
@@ -81,6 +91,8 @@ class Learner:
 
     def _restore(self) -> None:
         """Resume from the newest snapshot; release claims a crashed learner left behind."""
+        if self._own_live:
+            self.live.refresh()  # the stored configuration, also for a learner stepped without start()
         args = self.vw_args
         with self.db.write() as session:
             released = store.release_claims(session)
@@ -90,16 +102,20 @@ class Learner:
         if snapshot is not None and snapshot.vw_args == args:
             self._model = Model(["--quiet"], model_data=snapshot.model)
             self.events_learned = snapshot.events_learned
+            self.lineage_created_at = snapshot.lineage_created_at
         else:
             if snapshot is not None:
                 log.warning("learning policy changed (%r -> %r): starting a new model", snapshot.vw_args, args)
             self._model = Model(self.settings.vw_args)
             self.events_learned = 0
+            self.lineage_created_at = None  # set by the first publish
         self.version = snapshot.version if snapshot is not None else 0
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
         self._stop.clear()
+        if self._own_live:
+            self.live.start()
         self._thread = threading.Thread(target=self.run, name="personalize-learner", daemon=True)
         self._thread.start()
 
@@ -112,6 +128,8 @@ class Learner:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread and hand the lease back, so a successor starts at once."""
         self._stop.set()
+        if self._own_live:
+            self.live.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -148,7 +166,7 @@ class Learner:
         at once after a run whose time slice ended with events left.
 
         Only the lease holder purges, so with several processes the batches never compete."""
-        days = self.settings.log_retention_days
+        days = self.live.current.log_retention_days  # the service configuration's, changed live by the API
         if days < 0 or not self._has_lease or time.monotonic() < self._purge_due:
             return None
         counts = purge_expired(self.db, self.clock(), days, retention.PURGE_BATCH, stop=self._stop, pause=retention.PURGE_PAUSE,
@@ -170,30 +188,48 @@ class Learner:
                 return 0
             assert self._model is not None
             settings = self.settings
+            config = self.live.current  # once: one step joins with one whole configuration
             with self.db.reading() as connection:  # no write lock while reading and learning
                 joined = store.ready_events(
-                    connection, self.clock(), settings.learner_batch, settings.reward_aggregation, settings.default_reward,
+                    connection, self.clock(), settings.learner_batch, config.reward_aggregation, config.default_reward,
                     settings.reward_min, settings.reward_max,
                 )
             if not joined:
                 return 0
+            to_learn = [item for item in joined if learns(item.event.learning_mode)]
+            skipped = [item for item in joined if not learns(item.event.learning_mode)]  # LoggingOnly: joined, not learned
+            if not to_learn:
+                try:
+                    with self.db.transaction() as connection:
+                        store.close_unlearned(connection, self.version, skipped)
+                except store.StaleEvents as error:
+                    log.info("learner step discarded (%s); retrying", error)
+                return 0
             learn = self._model.learn
-            for item in joined:
+            for item in to_learn:
                 learn(event_line(item.event, item.reward))
             model = self._model.serialize()
             version = self.version + 1
+            now = self.clock()
+            lineage = self.lineage_created_at if self.lineage_created_at is not None else now
             try:
                 with self.db.transaction() as connection:
                     store.publish_snapshot(
-                        connection, version, model, self.vw_args, self.events_learned + len(joined),
-                        self.clock(), joined, settings.snapshots_kept,
+                        connection, version, model, self.vw_args, self.events_learned + len(to_learn),
+                        now, to_learn, settings.snapshots_kept, lineage,
                     )
+                    store.close_unlearned(connection, version, skipped)
             except store.StaleEvents as error:  # a reward raced the step: relearn from the last snapshot
                 log.info("learner step discarded (%s); relearning", error)
                 self.invalidate()
                 return 0
+            except IntegrityError:  # snapshot `version` exists: a model was imported or reset; continue from it
+                log.info("a model was imported or reset; continuing from it")
+                self.invalidate()
+                return 0
             self.version = version  # before events_learned: whoever sees the new count sees the new version
-            self.events_learned += len(joined)
+            self.events_learned += len(to_learn)
+            self.lineage_created_at = lineage
         if self.on_publish is not None:
             self.on_publish(version, model)
-        return len(joined)
+        return len(to_learn)

@@ -12,7 +12,7 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBi
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 __all__ = ["Base", "Event", "EventExample", "Reward", "ModelSnapshot", "LearnerLease", "Item", "Interaction",
-           "GeneratorModel"]
+           "GeneratorModel", "ServiceConfigurationRow"]
 
 
 class Base(DeclarativeBase):
@@ -50,6 +50,10 @@ class Event(Base):
     claimed_version: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     learned_version: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     learned_reward: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    # The learning mode the event was ranked in (NULL: Online, and events from before modes existed) and,
+    # in Apprentice/LoggingOnly, the action the model would have served in Online (its sampled choice).
+    learning_mode: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    model_index: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         Index("ix_events_join", "claimed_version", "ready_at"),
@@ -100,6 +104,8 @@ class ModelSnapshot(Base):
     vw_args: Mapped[str] = mapped_column(Text, nullable=False)
     model: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     events_learned: Mapped[int] = mapped_column(Integer, nullable=False)  # cumulative, in this model lineage
+    # When this lineage began: the first snapshot of a new model, a reset or an import (Personalizer's creationTime).
+    lineage_created_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
 class LearnerLease(Base):
@@ -152,3 +158,18 @@ class GeneratorModel(Base):
     name: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class ServiceConfigurationRow(Base):
+    """The service configuration set through the API (one row, id 1); absent until the first PUT.
+
+    ``version`` grows by one with every change: each process polls it (one small query a second)
+    and applies a change without a restart.
+    """
+
+    __tablename__ = "service_configuration"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)

@@ -61,6 +61,7 @@ class Decision:
 class Ranker:
     def __init__(self, vw_args: list[str], exploration: float = 0.0, squarecb_actions: int = 0) -> None:
         self._vw_args = vw_args
+        self._squarecb_actions = squarecb_actions
         self.explorer = Explorer.for_policy(vw_args, exploration, squarecb_actions)
         self._lock = threading.Lock()
         self._model = Model(vw_args)
@@ -77,6 +78,11 @@ class Ranker:
                 self._model, self.version, loaded = loaded, version, self._model
         del loaded
 
+    def set_exploration(self, exploration: float) -> None:
+        """Use a new exploration floor from the next decision on (one attribute swap: no lock needed)."""
+        if exploration != self.explorer.exploration:
+            self.explorer = Explorer.for_policy(self._vw_args, exploration, self._squarecb_actions)
+
     def reset(self) -> None:
         """Back to an untrained model (version 0), e.g. after the model was deleted."""
         model = Model(self._vw_args)
@@ -89,7 +95,7 @@ class Ranker:
             scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
         order = [index for index, _ in scores]
-        probabilities = self.explorer.pmf([p for _, p in scores])
+        probabilities = self.explorer.pmf([p for _, p in scores])  # self.explorer read once: one whole explorer
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

@@ -11,12 +11,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from personalize import store
+from personalize import model_admin, service_config, store
 from personalize.api.errors import ApiError
 from personalize.api.schemas import RequestSchemas
 from personalize.config import Settings
@@ -30,10 +31,12 @@ from personalize.filters import ItemFilter, parse_filter
 from personalize.learner import Learner
 from personalize.limits import RankLimits
 from personalize.models import Item
+from personalize.modes import baseline_decision, serves_baseline, stored_mode
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
+from personalize.service_config import LiveConfig, ServiceConfig
 
-__all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value"]
+__all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value", "status_report"]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,11 @@ class Service:
         self.db = Database.for_settings(settings)
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
-        self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
+        # The service configuration in force (GET/PUT /configurations/service), polled by a thread.
+        self.live = LiveConfig(settings, self.db)
+        self.live.refresh()
+        self.ranker = Ranker(settings.vw_args, self.live.current.exploration, settings.squarecb_actions)
+        self.live.on_change(lambda config: self.ranker.set_exploration(config.exploration))
         self.limits = RankLimits.from_settings(settings)
         self.enricher = Enricher(settings.time_zone, settings.enrich_context)
         self.learner: Learner | None = None
@@ -126,11 +133,17 @@ class Service:
         self._watcher: threading.Thread | None = None
         self._load_latest_model()
         if settings.learner in ("thread", "inline"):
-            self.learner = Learner(settings, self.db, clock, on_publish=self.ranker.load)
+            self.learner = Learner(settings, self.db, clock, on_publish=self.ranker.load, live=self.live)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        """Start background work: the learner thread, or a watcher for another process's snapshots."""
+        """Start background work: the configuration watcher, and the learner thread or a watcher for another
+        process's snapshots."""
+        if self.learner is not None:
+            # The ranker loads this learner's snapshots as they are published; a model imported or reset by
+            # another process is found by this poll (the watcher below does it more often without a learner).
+            self.live.on_poll(self._load_latest_model)
+        self.live.start()
         if self.settings.learner == "thread" and self.learner is not None:
             self.learner.start()
         elif self.settings.learner == "off":
@@ -157,6 +170,7 @@ class Service:
         if self._stop.is_set():
             return
         self._stop.set()
+        self.live.stop()
         if self.learner is not None:
             self.learner.stop()
         if self._watcher is not None:
@@ -306,7 +320,12 @@ class Service:
             decision = self.ranker.decide(context_json, request.event_id)
         except RuntimeError as exc:  # VW refused the features: still the client's input
             raise ApiError(400, "InvalidFeatures", f"The features could not be parsed by VW: {exc}", "contextFeatures") from None
-        wait = self.settings.reward_wait_time
+        config = self.live.current  # once: this call uses one whole configuration
+        model_index = None
+        if serves_baseline(config.learning_mode):  # Apprentice/LoggingOnly: the first kept action, with p = 1
+            model_index = decision.chosen
+            decision = baseline_decision(decision, 0)
+        wait = config.reward_wait_time
         action_ids = [a for a, _ in kept]
         values = dict(
             event_id=request.event_id, created_at=now, user_id=request.user_id, example=context_json,
@@ -316,6 +335,7 @@ class Service:
             activated_at=None if request.defer else now,
             wait_until=None if request.defer else now + wait,
             ready_at=None if request.defer else now + wait,
+            learning_mode=stored_mode(config.learning_mode), model_index=model_index,
         )
         with self.db.transaction() as connection:
             store.insert_event(connection, values)
@@ -337,12 +357,13 @@ class Service:
     def reward(self, event_id: str, body: Any) -> None:
         value = parse_reward_value(body, self.schemas)
         with self.db.transaction() as connection:
-            store.add_reward(connection, event_id, value, self.clock(), self.settings.reward_aggregation)
+            store.add_reward(connection, event_id, value, self.clock(), self.live.current.reward_aggregation)
         self._learn_inline()
 
     def activate(self, event_id: str) -> None:
+        config = self.live.current
         with self.db.transaction() as connection:
-            store.activate_event(connection, event_id, self.clock(), self.settings.reward_wait_time, self.settings.reward_aggregation)
+            store.activate_event(connection, event_id, self.clock(), config.reward_wait_time, config.reward_aggregation)
         self._learn_inline()
 
     def _learn_inline(self) -> None:
@@ -360,7 +381,85 @@ class Service:
             self.learner.invalidate()
 
     def status(self) -> dict[str, Any]:
+        self.live.refresh()  # status is read to check a change: show the stored configuration, not the last poll's
         with self.db.read() as session:
-            status = store.status_counts(session, self.clock())
+            status = status_report(session, self.settings, self.live.current, self.clock())
         status["model"]["servingVersion"] = self.ranker.version
-        return {**status, "settings": self.settings.status_summary()}
+        return status
+
+    # -- administration (Personalizer's configuration, model and logs operations) ------------
+    def configuration(self) -> dict[str, Any]:
+        """GET /configurations/service: the configuration in force, with Apprentice metrics when there are any."""
+        self.live.refresh()
+        body = self.live.current.to_api()
+        with self.db.read() as session:
+            metrics = store.apprentice_metrics(session, self.settings.reward_min, self.settings.reward_max)
+        if metrics is not None:
+            body["latestApprenticeModeMetrics"] = personalizer_apprentice_metrics(metrics)
+        return body
+
+    def update_configuration(self, body: Any) -> dict[str, Any]:
+        """PUT /configurations/service: validate, store (every process applies it within config_poll_interval)."""
+        self.schemas.check("ServiceConfiguration", body)
+        config = self.store_configuration(lambda current: service_config.parse_update(body, current, self.settings, self.clock()))
+        return config.to_api()
+
+    def store_configuration(self, change: Callable[[ServiceConfig], ServiceConfig]) -> ServiceConfig:
+        """Apply ``change`` to the stored configuration in one transaction and use the result in this process now."""
+        with self.db.write() as session:
+            config = service_config.save(session, change(service_config.load(session, self.settings)), self.clock())
+        self.live.apply(config)
+        return config
+
+    def export_model(self, signed: bool) -> bytes:
+        with self.db.read() as session:
+            return model_admin.export_model(session, self.settings, signed, self.clock())
+
+    def import_model(self, data: bytes) -> None:
+        self._use_model(model_admin.import_model(self.db, self.settings, data, self.clock()))
+
+    def reset_model(self) -> None:
+        self._use_model(model_admin.reset_model(self.db, self.settings, self.clock()))
+
+    def _use_model(self, installed: model_admin.Installed) -> None:
+        """Serve an imported or reset model now in this process; the learner continues from it."""
+        self.ranker.load(installed.version, installed.model)
+        if self.learner is not None:
+            self.learner.invalidate()
+
+    def model_properties(self) -> dict[str, str]:
+        with self.db.read() as session:
+            return model_admin.model_properties(session)
+
+    def log_properties(self) -> dict[str, Any]:
+        with self.db.read() as session:
+            first, last = store.log_date_range(session)
+        return {"dateRange": {} if first is None else {"from": _iso(first), "to": _iso(last)}}
+
+    def delete_logs(self) -> int:
+        with self.db.write() as session:
+            return store.delete_logs(session)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def status_report(session: Session, settings: Settings, config: ServiceConfig, now: float) -> dict[str, Any]:
+    """The status body (GET /status and `personalize status`): counts, the settings and live configuration in
+    force, and how the model compares with the baseline over the newest Apprentice events."""
+    status = store.status_counts(session, now)
+    status["settings"] = {**settings.status_summary(), **config.summary()}
+    status["apprentice"] = store.apprentice_metrics(session, settings.reward_min, settings.reward_max)
+    return status
+
+
+def personalizer_apprentice_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Our Apprentice metrics in Personalizer's ``latestApprenticeModeMetrics`` shape."""
+
+    def counts(part: dict[str, Any]) -> dict[str, Any]:
+        return {"numberOfEvents": part["events"], "numberOfImitatedEvents": part["agreedEvents"],
+                "sumOfRewards": part["sumOfRewards"], "sumOfImitatedRewards": part["sumOfImitatedRewards"]}
+
+    return {"startTime": _iso(metrics["from"]), "lastProcessedEventTime": _iso(metrics["to"]), **counts(metrics),
+            "lastBatchMetrics": counts(metrics["lastBatch"])}

@@ -39,7 +39,8 @@ from personalize.models import (
 __all__ = [
     "insert_event", "add_reward", "activate_event", "ready_events", "publish_snapshot", "latest_snapshot",
     "latest_version", "release_claims", "acquire_lease", "release_lease", "status_counts", "store_size", "iter_events",
-    "JoinedEvent", "StaleEvents",
+    "JoinedEvent", "StaleEvents", "close_unlearned", "apprentice_metrics", "log_date_range", "delete_logs",
+    "insert_snapshot",
 ]
 
 
@@ -76,6 +77,7 @@ def _json(value: Any) -> str:
 _EVENT_INSERT_COLUMNS = (
     "event_id", "created_at", "user_id", "action_ids", "excluded_ids", "ranking", "probabilities",
     "chosen_index", "probability", "model_version", "extra", "deferred", "activated_at", "wait_until", "ready_at",
+    "learning_mode", "model_index",
 )
 _EVENT_JSON_COLUMNS = frozenset({"action_ids", "excluded_ids", "ranking", "probabilities", "extra"})
 _SQLITE_INSERT_EVENT = (
@@ -91,7 +93,7 @@ _SQLITE_READY = "claimed_version IS NULL AND ready_at IS NOT NULL AND ready_at <
 _SQLITE_READY_EVENTS = (
     "SELECT seq, event_id, created_at, (SELECT example FROM event_examples x WHERE x.seq = events.seq), ranking, "
     "probabilities, chosen_index, probability, model_version, "
-    f"reward_count FROM events WHERE {_SQLITE_READY}"
+    f"reward_count, learning_mode FROM events WHERE {_SQLITE_READY}"
 )
 _SQLITE_READY_REWARDS = (
     f"SELECT event_seq, value FROM rewards WHERE counted AND event_seq IN (SELECT seq FROM events WHERE {_SQLITE_READY}) "
@@ -100,6 +102,9 @@ _SQLITE_READY_REWARDS = (
 _SQLITE_CLAIM_LEARNED = (
     "UPDATE events SET claimed_version = ?, learned_version = ?, learned_reward = ? "
     "WHERE seq = ? AND claimed_version IS NULL AND reward_count = ?"
+)
+_SQLITE_CLAIM_UNLEARNED = (
+    "UPDATE events SET claimed_version = ?, learned_reward = ? WHERE seq = ? AND claimed_version IS NULL AND reward_count = ?"
 )
 
 
@@ -113,7 +118,7 @@ def insert_event(session: Db, values: dict[str, Any]) -> None:
     raw = _sqlite(connection)
     try:
         if raw is not None:
-            row = tuple(_json(values[c]) if c in _EVENT_JSON_COLUMNS else values[c] for c in _EVENT_INSERT_COLUMNS)
+            row = tuple(_json(values[c]) if c in _EVENT_JSON_COLUMNS else values.get(c) for c in _EVENT_INSERT_COLUMNS)
             seq = raw.execute(_SQLITE_INSERT_EVENT, row).lastrowid
             raw.execute(_SQLITE_INSERT_EXAMPLE, (seq, values["example"]))
         else:
@@ -138,6 +143,11 @@ _CLAIM_LEARNED = (
     .where(Event.seq == bindparam("b_seq"), Event.claimed_version.is_(None), Event.reward_count == bindparam("b_count"))
     .values(claimed_version=bindparam("b_version"), learned_version=bindparam("b_version"), learned_reward=bindparam("b_reward"))
 )
+_CLAIM_UNLEARNED = (
+    update(Event)
+    .where(Event.seq == bindparam("b_seq"), Event.claimed_version.is_(None), Event.reward_count == bindparam("b_count"))
+    .values(claimed_version=bindparam("b_version"), learned_reward=bindparam("b_reward"))
+)
 _CHOSEN = select(Event.action_ids, Event.chosen_index).where(Event.seq == bindparam("b_seq"))
 _ACTIVATE = (
     update(Event).where(Event.seq == bindparam("b_seq"))
@@ -147,7 +157,7 @@ _READY = and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Even
 _READY_SEQS = select(Event.seq).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_EVENTS = select(
     Event.seq, Event.event_id, Event.created_at, Event.example.label("example"), Event.ranking, Event.probabilities,
-    Event.chosen_index, Event.probability, Event.model_version, Event.reward_count,
+    Event.chosen_index, Event.probability, Event.model_version, Event.reward_count, Event.learning_mode,
 ).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_REWARDS = (
     select(Reward.event_seq, Reward.value)
@@ -250,6 +260,7 @@ class _LearnRow(NamedTuple):
     probability: float
     model_version: int
     reward_count: int
+    learning_mode: str | None
 
 
 @dataclass(frozen=True)
@@ -301,11 +312,12 @@ def ready_events(session: Db, now: float, limit: int, aggregation: str, default_
 
 def publish_snapshot(
     session: Db, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
-    learned: list[JoinedEvent], keep: int,
+    learned: list[JoinedEvent], keep: int, lineage_created_at: float | None = None,
 ) -> None:
     """Claim ``learned`` for model ``version``, mark them learned and store the model, atomically;
     prune old snapshots. Raises StaleEvents (the caller's transaction then rolls back) if an
-    event was claimed or got a counted reward since ready_events() read it."""
+    event was claimed or got a counted reward since ready_events() read it, and IntegrityError if
+    snapshot ``version`` exists already (a model was imported or reset meanwhile)."""
     connection = _connection(session)
     if learned:
         raw = _sqlite(connection)
@@ -320,12 +332,39 @@ def publish_snapshot(
             ]).rowcount
         if claimed != len(learned):
             raise StaleEvents(f"{len(learned) - claimed} of {len(learned)} events changed while they were learned")
-    connection.execute(_INSERT_SNAPSHOT, {
-        "version": version, "created_at": now, "vw_args": vw_args, "model": model, "events_learned": events_learned,
-    })
+    insert_snapshot(connection, version, model, vw_args, events_learned, now, lineage_created_at)
     cutoff = version - keep
     if cutoff > 0 and version % 10 == 0:  # prune in batches, not on every publish
         connection.execute(delete(ModelSnapshot).where(ModelSnapshot.version <= cutoff))
+
+
+def insert_snapshot(session: Db, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
+                    lineage_created_at: float | None) -> None:
+    """Store one model snapshot (IntegrityError if ``version`` exists)."""
+    _connection(session).execute(_INSERT_SNAPSHOT, {
+        "version": version, "created_at": now, "vw_args": vw_args, "model": model, "events_learned": events_learned,
+        "lineage_created_at": lineage_created_at,
+    })
+
+
+def close_unlearned(session: Db, version: int, skipped: list[JoinedEvent]) -> None:
+    """Close the join of events that are not learned (ranked in LoggingOnly): claimed, with the reward the
+    join gave them, but never marked learned. StaleEvents if one changed since ready_events() read it."""
+    if not skipped:
+        return
+    connection = _connection(session)
+    raw = _sqlite(connection)
+    if raw is not None:
+        claimed = raw.executemany(
+            _SQLITE_CLAIM_UNLEARNED, [(version, j.reward, j.event.seq, j.event.reward_count) for j in skipped]
+        ).rowcount
+    else:
+        claimed = connection.execute(_CLAIM_UNLEARNED, [
+            {"b_seq": j.event.seq, "b_version": version, "b_reward": j.reward, "b_count": j.event.reward_count}
+            for j in skipped
+        ]).rowcount
+    if claimed != len(skipped):
+        raise StaleEvents(f"{len(skipped) - claimed} of {len(skipped)} logged-only events changed while they were joined")
 
 
 def latest_snapshot(session: Session) -> ModelSnapshot | None:
@@ -380,7 +419,10 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
         select(func.count()).select_from(e).where(e.claimed_version.is_(None), e.ready_at.is_not(None), e.ready_at > now)
     ).scalar() or 0
     ready = session.execute(
-        select(func.count()).select_from(e).where(e.learned_version.is_(None), e.ready_at.is_not(None), e.ready_at <= now)
+        select(func.count()).select_from(e).where(e.claimed_version.is_(None), e.ready_at.is_not(None), e.ready_at <= now)
+    ).scalar() or 0
+    logged_only = session.execute(
+        select(func.count()).select_from(e).where(e.claimed_version.is_not(None), e.learned_version.is_(None))
     ).scalar() or 0
     inactive = session.execute(select(func.count()).select_from(e).where(e.deferred.is_(True), e.ready_at.is_(None))).scalar() or 0
     rewards = session.execute(select(func.count()).select_from(Reward)).scalar() or 0
@@ -395,7 +437,7 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
         "events": {
             "ranked": ranked, "rewarded": rewarded, "learned": learned,
             "pending": waiting + ready, "waitingForRewards": waiting, "readyToLearn": ready,
-            "deferredNotActivated": inactive,
+            "deferredNotActivated": inactive, "loggedOnly": logged_only,
         },
         "rewards": {"received": rewards, "notCounted": ignored},
         "learner": {
@@ -464,3 +506,70 @@ def iter_events(
             return
         yield from rows
         last = rows[-1].seq
+
+
+#: Apprentice metrics look at the newest events only: at most this many, found among the newest
+#: APPRENTICE_SCAN events (a bound on the work of a status call, whatever the log's size).
+APPRENTICE_WINDOW = 1000
+APPRENTICE_SCAN = 100_000
+APPRENTICE_LAST_BATCH = 100
+
+
+def apprentice_metrics(session: Session, reward_min: float, reward_max: float,
+                       window: int = APPRENTICE_WINDOW) -> dict[str, Any] | None:
+    """How the model compares with the baseline over the newest ``window`` Apprentice events whose
+    join is closed (their reward is final); None when there are none.
+
+    Every such event served the baseline with probability 1, so the log holds the baseline's reward
+    and nothing about any other action. The model's own choice (``model_index``: the action it would
+    have served in Online, exploration included) is known for each event, so:
+
+    - ``agreement``: the share of events where the model's choice was the baseline;
+    - ``baselineReward``: the baseline's average reward (observed);
+    - ``modelReward``: the model's average reward can only be bounded: on the agreeing events it
+      earned what the baseline earned; on the others nothing was observed, so they count between
+      reward_min and reward_max. The interval narrows to the baseline's reward as agreement rises.
+    - ``imitatedRewardShare``: Personalizer's ratio, the rewards of the agreeing events over all rewards.
+    """
+    top = session.execute(select(func.max(Event.seq))).scalar() or 0
+    rows = session.execute(
+        select(Event.chosen_index, Event.model_index, Event.learned_reward, Event.created_at)
+        .where(Event.seq > top - APPRENTICE_SCAN, Event.learning_mode == "Apprentice",
+               Event.claimed_version.is_not(None), Event.learned_reward.is_not(None))
+        .order_by(Event.seq.desc()).limit(window)
+    ).all()
+    if not rows:
+        return None
+    rows.reverse()  # oldest first
+
+    def batch(part: list[Any]) -> dict[str, Any]:
+        n = len(part)
+        agreed = [r.learned_reward for r in part if r.model_index == r.chosen_index]
+        total = math.fsum(r.learned_reward for r in part)
+        known = math.fsum(agreed)
+        missing = n - len(agreed)
+        return {
+            "events": n, "agreedEvents": len(agreed), "agreement": len(agreed) / n,
+            "baselineReward": total / n,
+            "modelReward": {"lower": (known + missing * reward_min) / n, "upper": (known + missing * reward_max) / n},
+            "rewardWhenAgreeing": known / len(agreed) if agreed else None,
+            "sumOfRewards": total, "sumOfImitatedRewards": known,
+            "imitatedRewardShare": known / total if total > 0 else None,
+        }
+
+    return {"from": rows[0].created_at, "to": rows[-1].created_at, **batch(rows),
+            "lastBatch": batch(rows[-APPRENTICE_LAST_BATCH:])}
+
+
+def log_date_range(session: Session) -> tuple[float | None, float | None]:
+    """When the oldest and the newest stored event were ranked (None, None without events)."""
+    first, last = session.execute(select(func.min(Event.created_at), func.max(Event.created_at))).one()
+    return first, last
+
+
+def delete_logs(session: Session) -> int:
+    """Delete every event with its example and rewards (pending ones too); returns how many events.
+    The model snapshots and the catalog's interactions stay."""
+    session.execute(delete(Reward))
+    session.execute(delete(EventExample))
+    return session.execute(delete(Event)).rowcount or 0

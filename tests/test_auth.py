@@ -80,6 +80,15 @@ ADMIN_CALLS = [
     ("DELETE", "/users/u1", None),
     ("POST", "/generators/train", None),
     ("DELETE", "/catalog/items/m1", None),
+    ("GET", "/configurations/service", None),
+    ("PUT", "/configurations/service", {"rewardWaitTime": "PT1M", "defaultReward": 0, "rewardAggregation": "earliest",
+                                        "explorationPercentage": 0.1, "modelExportFrequency": "PT1M",
+                                        "logRetentionDays": -1, "modelRetrainDays": 0}),
+    ("GET", "/model", None),
+    ("DELETE", "/model", None),
+    ("GET", "/model/properties", None),
+    ("GET", "/logs/properties", None),
+    ("DELETE", "/logs", None),
 ]
 
 
@@ -142,6 +151,8 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
     assert by_role[auth.ADMIN] == {
         "static", "catalog.put_item", "catalog.post_items", "catalog.read_item", "catalog.delete_item",
         "catalog.post_interactions", "catalog.train_generators", "users.export", "users.erase",
+        "configuration.get_service", "configuration.put_service",
+        "model.export_model", "model.import_model", "model.reset_model", "model.properties", "logs.properties", "logs.delete",
     }
     assert roles.get("a.later.endpoint", auth.ADMIN) == auth.ADMIN
 

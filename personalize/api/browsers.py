@@ -5,7 +5,8 @@ this service without a CORS preflight. A body must therefore declare a JSON cont
 (``application/json``, with or without parameters such as charset, or any ``+json`` type), which
 a browser only sends cross-origin after a preflight that CORS, off unless ``cors_origins`` lists
 origins, refuses. Bodyless calls (Activate, ``generators/train`` without options) need no
-content type.
+content type. Model files (``PUT /model``) are ``application/octet-stream``; a browser preflights a
+cross-origin PUT whatever its type.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask import Flask, Response, request
 from flask_cors import CORS
 
 from personalize.api.errors import ApiError
+from personalize.api.schemas import BINARY, BINARY_BODY_ENDPOINTS
 from personalize.config import Settings
 
 __all__ = ["install", "is_json_content_type", "require_json_content_type", "CORS_HEADERS"]
@@ -40,6 +42,13 @@ def require_json_content_type() -> None:
     content_type = environ.get("CONTENT_TYPE", "")
     if is_json_content_type(content_type):
         return
+    rule = request.url_rule
+    if rule is not None and rule.endpoint.replace("_preview.", ".") in BINARY_BODY_ENDPOINTS:
+        # A model file (PUT /model). Browsers preflight a cross-origin PUT whatever its type, so this opens nothing.
+        if content_type.partition(";")[0].strip().lower() in (BINARY, "application/zip"):
+            return
+        raise ApiError(415, "UnsupportedMediaType", f"A model file is sent as Content-Type: {BINARY}, not "
+                       f"{content_type[:100] or 'without one'}.", "Content-Type")
     sent = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type header"
     raise ApiError(415, "UnsupportedMediaType", f"The request has a body and {sent}; bodies are JSON: send "
                    "Content-Type: application/json.", "Content-Type")

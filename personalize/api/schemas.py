@@ -27,8 +27,10 @@ from personalize.catalog import (
 from personalize.config import Settings
 from personalize.features import ACTION_ID_NAMESPACE, MAX_DEPTH, MAX_KEY_LENGTH, MAX_MAGNITUDE, MAX_STRING_LENGTH
 from personalize.filters import EQUALITY, MAX_FILTER_FIELDS, MAX_FILTER_VALUES, RANGES
+from personalize import service_config
 
-__all__ = ["Operation", "OPERATIONS", "PREFIXES", "MAX_BULK_ROWS", "RequestSchemas", "components", "openapi_document"]
+__all__ = ["Operation", "OPERATIONS", "PREFIXES", "MAX_BULK_ROWS", "RequestSchemas", "components", "openapi_document",
+           "BINARY", "BINARY_BODY_ENDPOINTS"]
 
 #: Most rows in one bulk call; larger loads belong in `personalize import`.
 MAX_BULK_ROWS = 10_000
@@ -322,6 +324,18 @@ def components(settings: Settings) -> dict[str, Any]:
             "properties": {"generators": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
                                           "description": 'The generators to fit, e.g. ["als"]; all when absent.'}},
         },
+        "ServiceConfiguration": service_config.schema(settings),
+        "ModelFile": {"type": "string", "format": "binary",
+                      "description": "A model: the raw VW model (signed=false), or a zip archive of model.vw, "
+                                     "metadata.json and an HMAC-SHA256 signature (signed=true). See docs/api.md."},
+        "ModelProperties": {"type": "object", "properties": {
+            "creationTime": {"type": "string", "format": "date-time",
+                             "description": "When this model began: its first snapshot, a reset or an import."},
+            "lastModifiedTime": {"type": "string", "format": "date-time", "description": "Its newest snapshot."}}},
+        "LogsProperties": {"type": "object", "required": ["dateRange"], "properties": {"dateRange": {
+            "type": "object", "properties": {"from": {"type": "string", "format": "date-time"},
+                                             "to": {"type": "string", "format": "date-time"}},
+            "description": "When the oldest and the newest stored event were ranked; empty without events."}}},
         "TrainResponse": {
             "type": "object", "required": ["items", "users", "interactions", "trained"],
             "properties": {"items": {"type": "integer"}, "users": {"type": "integer"}, "interactions": {"type": "integer"},
@@ -369,6 +383,12 @@ class Operation:
     errors: tuple[int, ...] = ()  # beyond the ones every operation of its kind has
     links: dict[str, str] = field(default_factory=dict)  # link name -> operationId taking eventId
     prefixes: tuple[str, ...] = PREFIXES
+    query_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media: str = "application/json"  # of the request body and the 2xx body (BINARY: model files)
+
+
+#: The media type of model files (PUT /model takes it, GET /model answers it).
+BINARY = "application/octet-stream"
 
 
 _EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId returned by Rank (percent-encode '/')."}
@@ -409,9 +429,32 @@ OPERATIONS: tuple[Operation, ...] = (
               "Erase everything stored about a user, in one transaction; the answer counts what was deleted.", "admin",
               "Users", "users.erase", {200: "UserDeleted"}, path_params={"userId": _catalog_id("The user's id, as sent to Rank")},
               errors=(404,)),
+    Operation("get", "/configurations/service", "ServiceConfiguration_Get",
+              "The service configuration in force (and Apprentice metrics).", "admin", "Configuration",
+              "configuration.get_service", {200: "ServiceConfiguration"}),
+    Operation("put", "/configurations/service", "ServiceConfiguration_Update",
+              "Change the service configuration; every process applies it within config_poll_interval.", "admin",
+              "Configuration", "configuration.put_service", {200: "ServiceConfiguration"}, request="ServiceConfiguration"),
+    Operation("get", "/model", "Model_Get", "Export the model (signed=true: a signed zip archive).", "admin", "Model",
+              "model.export_model", {200: "ModelFile"}, media=BINARY,
+              query_params={"signed": {"type": "boolean", "default": False,
+                                       "description": "true: a zip archive signed with the server's model_signing_key."}}),
+    Operation("put", "/model", "Model_Import", "Import a model exported by GET /model; it is served and learned from at once.",
+              "admin", "Model", "model.import_model", {204: None}, request="ModelFile", media=BINARY),
+    Operation("delete", "/model", "Model_Reset", "Start over from an untrained model (the logs stay).", "admin", "Model",
+              "model.reset_model", {204: None}),
+    Operation("get", "/model/properties", "Model_GetProperties", "When the model began and was last changed.", "admin",
+              "Model", "model.properties", {200: "ModelProperties"}),
+    Operation("get", "/logs/properties", "Log_GetProperties", "The date range of the stored events.", "admin", "Logs",
+              "logs.properties", {200: "LogsProperties"}),
+    Operation("delete", "/logs", "Log_Delete", "Delete every stored event and reward (not the model).", "admin", "Logs",
+              "logs.delete", {204: None}),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
+
+#: Views whose request body is a model file, not JSON (personalize/api/browsers.py lets BINARY through to them).
+BINARY_BODY_ENDPOINTS = frozenset(op.endpoint for op in OPERATIONS if op.request is not None and op.media == BINARY)
 
 _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
@@ -420,7 +463,7 @@ _ERROR_TEXT = {
     404: "No such event, item, user or operation.",
     409: "Conflict: eventId already used, reward too late, or the event already learned.",
     413: "The body is larger than max_body_bytes.",
-    415: "A body without a JSON content type (application/json or +json).",
+    415: "A body without a JSON content type (application/json or +json); model files: application/octet-stream.",
     422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
@@ -428,7 +471,7 @@ _ERROR_TEXT = {
 
 def _error_statuses(op: Operation) -> list[int]:
     statuses = set(op.errors) | {503}
-    if op.request is not None or op.path_params:
+    if op.request is not None or op.path_params or op.query_params:
         statuses.add(400)
     if op.request is not None:
         statuses |= {413, 415}
@@ -445,6 +488,8 @@ def _operation_object(op: Operation, prefix: str) -> dict[str, Any]:
     preview = prefix == PREVIEW_PREFIX
     parameters = [{"name": name, "in": "path", "required": True, "schema": schema}
                   for name, schema in op.path_params.items()]
+    parameters += [{"name": name, "in": "query", "required": False, "schema": schema}
+                   for name, schema in op.query_params.items()]
     if preview:
         parameters.append({"name": "api-version", "in": "query", "required": False,
                            "schema": {"type": "string", "example": "2022-09-01-preview"},
@@ -454,7 +499,7 @@ def _operation_object(op: Operation, prefix: str) -> dict[str, Any]:
     for status, schema in sorted(op.responses.items()):
         response: dict[str, Any] = {"description": op.summary if status < 300 else ""}
         if schema is not None:
-            response["content"] = {"application/json": {"schema": _ref(schema)}}
+            response["content"] = {op.media if status < 300 else "application/json": {"schema": _ref(schema)}}
         if op.links and status == 201:
             response["links"] = {name: {"operationId": target + suffix, "parameters": {"eventId": "$response.body#/eventId"}}
                                  for name, target in op.links.items()}
@@ -473,7 +518,7 @@ def _operation_object(op: Operation, prefix: str) -> dict[str, Any]:
         out["parameters"] = parameters
     if op.request is not None:
         out["requestBody"] = {"required": op.request_required,
-                              "content": {"application/json": {"schema": _ref(op.request)}}}
+                              "content": {op.media: {"schema": _ref(op.request)}}}
     return out
 
 
@@ -528,7 +573,8 @@ class RequestSchemas:
         self._root = {"components": {"schemas": {**self.schemas, "FeatureList": True, "ItemFilter": True}}}
         self._validators = {
             name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
-            for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest")
+            for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest",
+                         "ServiceConfiguration")
         }
 
     def check(self, name: str, body: Any) -> None:
@@ -579,6 +625,8 @@ class RequestSchemas:
         where = target or "The body"
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.Not):
             problem = "is not allowed here"
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):  # the regex helps no one; the description says the form
+            problem = "is invalid: " + _short(orjson.dumps(error.instance).decode(), 80) + " is not in the accepted form"
         else:
             problem = error.message
             shown = orjson.dumps(error.instance).decode()

@@ -23,6 +23,7 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
+from personalize.ops.metrics import Metrics
 from personalize.vw import Model
 
 __all__ = ["Learner"]
@@ -46,11 +47,13 @@ class Learner:
         db: Database,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[int, bytes], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
         self.on_publish = on_publish
+        self.metrics = metrics or Metrics.get()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
@@ -175,6 +178,7 @@ class Learner:
                 return 0
             self.version = version  # before events_learned: whoever sees the new count sees the new version
             self.events_learned += len(joined)
+        self.metrics.learned_batch(item.reward for item in joined)
         if self.on_publish is not None:
             self.on_publish(version, model)
         return len(joined)

@@ -229,6 +229,13 @@ def components(settings: Settings) -> dict[str, Any]:
                    "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+        "MetricsText": {"type": "string", "description": "Prometheus text exposition format 0.0.4 (docs/operate.md)."},
+        "DashboardPage": {"type": "string", "description": "An HTML page with inline SVG charts; no script, nothing fetched."},
+        "Dashboard": {
+            "type": "object", "required": ["generatedAt", "learning", "window", "reward", "exploration", "topActions",
+                                           "generators", "errors"],
+            "description": "What GET /dashboard shows (docs/operate.md).",
+        },
         "ItemRow": _item_row(id_required=True),
         "ItemBody": _item_row(id_required=False),
         "Item": {
@@ -307,6 +314,7 @@ class Operation:
     errors: tuple[int, ...] = ()  # beyond the ones every operation of its kind has
     links: dict[str, str] = field(default_factory=dict)  # link name -> operationId taking eventId
     prefixes: tuple[str, ...] = PREFIXES
+    media_type: str = "application/json"  # of the success answers
 
 
 _EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId returned by Rank (percent-encode '/')."}
@@ -339,6 +347,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
               "Catalog", "catalog.train_generators", {200: "TrainResponse"}, request="TrainRequest", request_required=False, errors=(422,)),
+    Operation("get", "/metrics", "Metrics_Get", "Prometheus metrics of this host's server workers and learner "
+              "(text format; docs/operate.md).", "admin", "Operations", "metrics.metrics", {200: "MetricsText"},
+              prefixes=("",), media_type="text/plain"),
+    Operation("get", "/dashboard", "Dashboard_Get", "An HTML page: is it learning, reward against a baseline, "
+              "exploration, top actions, generator mix, recent errors.", "admin", "Operations", "dashboard.page",
+              {200: "DashboardPage"}, prefixes=("",), media_type="text/html"),
+    Operation("get", "/dashboard/data", "Dashboard_Data", "What the dashboard shows, as JSON.", "admin", "Operations",
+              "dashboard.data", {200: "Dashboard"}, prefixes=("",)),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
@@ -384,7 +400,7 @@ def _operation_object(op: Operation, prefix: str) -> dict[str, Any]:
     for status, schema in sorted(op.responses.items()):
         response: dict[str, Any] = {"description": op.summary if status < 300 else ""}
         if schema is not None:
-            response["content"] = {"application/json": {"schema": _ref(schema)}}
+            response["content"] = {op.media_type: {"schema": _ref(schema)}}
         if op.links and status == 201:
             response["links"] = {name: {"operationId": target + suffix, "parameters": {"eventId": "$response.body#/eventId"}}
                                  for name, target in op.links.items()}

@@ -10,7 +10,7 @@ from flask import Flask, Response
 from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
-from personalize.api import auth, browsers, catalog, errors, events, metrics, openapi, rank, status
+from personalize.api import auth, browsers, catalog, dashboard, errors, events, metrics, openapi, rank, status
 from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
 from personalize.ops import logs
@@ -62,6 +62,7 @@ def create_app(
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(dashboard.bp)
     logs.install(app, settings, service.metrics)  # before the key check: refused requests are timed and logged too
     auth.install(app, settings)  # first: an unauthenticated request learns nothing else
     app.before_request(require_utf8_path)

@@ -272,7 +272,7 @@ class Service:
         )
         with self.db.transaction() as connection:
             store.insert_event(connection, values)
-        self.metrics.ranked("generators" in request.extra, decision.probability < max(decision.probabilities))
+        self.metrics.ranked("generators" in request.extra, decision.explored)
         ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
         provenance = request.extra.get("generators")
         if provenance:

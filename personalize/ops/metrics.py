@@ -29,7 +29,7 @@ from sqlalchemy import Connection, text
 from personalize.config import Settings
 
 __all__ = ["Metrics", "MULTIPROC_ENV", "CONTENT_TYPE", "metrics_dir", "prepare_dir", "process_exited",
-           "render", "store_gauges"]
+           "render", "store_gauges", "error_counts"]
 
 #: The variable prometheus_client reads to turn multiprocess mode on.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -208,12 +208,23 @@ class _Sources:
             yield from source.collect()
 
 
+def _processes(metrics: Metrics) -> Any:
+    """What every process on this host counted (multiprocess files), or this app's own registry."""
+    if metrics.registry is not None:
+        return metrics.registry
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
 def render(metrics: Metrics, read_store: Callable[[], tuple[int, float] | None]) -> bytes:
     """The text exposition of every process's metrics plus the database gauges."""
-    if metrics.registry is None:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        processes: Any = registry
-    else:
-        processes = metrics.registry
-    return generate_latest(_Sources(processes, _StoreCollector(read_store)))  # type: ignore[arg-type]
+    return generate_latest(_Sources(_processes(metrics), _StoreCollector(read_store)))  # type: ignore[arg-type]
+
+
+def error_counts(metrics: Metrics) -> list[dict[str, Any]]:
+    """Error answers by route, status and code, summed over this host's processes, most frequent first."""
+    counts = [{**sample.labels, "count": int(sample.value)}
+              for family in _processes(metrics).collect() if family.name == "personalize_errors"
+              for sample in family.samples if sample.name == "personalize_errors_total" and sample.value]
+    return sorted(counts, key=lambda entry: -entry["count"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -119,9 +120,8 @@ class Metrics:
                                     "(default reward included); with personalize_events_learned_total, the "
                                     "online policy's mean reward.", multiprocess_mode="sum", **r)
         self.snapshots = Counter("personalize_snapshots_published", "Model snapshots the learner published.", **r)
-        self.serving = Gauge("personalize_model_serving_version", "Oldest model version a live server process "
-                             "is ranking with (behind personalize_model_version: a worker has not loaded "
-                             "the newest snapshot yet).", multiprocess_mode="livemin", **r)
+        self._serving: Gauge | None = None  # made by the first server call: a learner process must not count as 0
+        self._serving_lock = threading.Lock()
         self.duration = Histogram("personalize_request_duration_seconds", "Time to answer HTTP requests, by "
                                   "route (the URL rule, e.g. /personalizer/v1.0/events/<event_id:event_id>/reward), "
                                   "method and status.", ["route", "method", "status"], buckets=DURATION_BUCKETS, **r)
@@ -162,7 +162,14 @@ class Metrics:
         self.snapshots.inc()
 
     def serving_version(self, version: int) -> None:
-        self.serving.set(version)
+        """The model version this server process ranks with."""
+        with self._serving_lock:
+            if self._serving is None:
+                self._serving = Gauge(
+                    "personalize_model_serving_version", "Oldest model version a live server process is ranking "
+                    "with (behind personalize_model_version: a worker has not loaded the newest snapshot yet).",
+                    multiprocess_mode="livemin", registry=self.registry)
+            self._serving.set(version)
 
 
 #: One statement, two index lookups: the newest snapshot's version (primary key) and the oldest

@@ -266,3 +266,20 @@ def test_a_separate_learner_process_counts_into_the_servers_folder(tmp_path: Pat
         learner.terminate()
         learner.wait(15)
         server.stop()
+
+
+def test_an_unusable_metrics_folder_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from personalize.cli import cli
+    from tests.conftest import free_port
+
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+                                env={"PERSONALIZE_METRICS_DIR": str(tmp_path / "a-file" / "metrics")})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot use the metrics folder ") and "PERSONALIZE_METRICS_DIR" in result.output
+    assert "Traceback" not in result.output

@@ -14,6 +14,7 @@ it, so a client's report can be found in the log.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sys
 import time
@@ -86,6 +87,12 @@ class ErrorRing:
         return list(self._entries)
 
 
+def _new_id() -> str:
+    """A random (version 4) UUID for a request that brought no id. From ``random``, not ``os.urandom``: an id
+    names a request in the logs, it guards nothing, and a system call per request costs more."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def _printable(text: str, limit: int = 200) -> str:
     """A path as it may appear in a text log line: no control characters (a %0A must not start a new line)."""
     text = text if len(text) <= limit else text[:limit] + "..."
@@ -112,13 +119,13 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         environ["personalize.start"] = time.perf_counter()
         client_id = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID")
         given = client_id or environ.get("HTTP_APIM_REQUEST_ID")
-        environ["personalize.request_id"] = given if given and _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+        environ["personalize.request_id"] = given if given and _REQUEST_ID.fullmatch(given) else _new_id()
 
     def finish(response: Response) -> Response:
         current = request._get_current_object()
         environ = current.environ
         seconds = time.perf_counter() - environ.get("personalize.start", time.perf_counter())
-        request_id = environ.get("personalize.request_id") or str(uuid.uuid4())
+        request_id = environ.get("personalize.request_id") or _new_id()
         response.headers["apim-request-id"] = request_id
         client_id = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID")
         if client_id is not None and client_id == request_id:
@@ -135,12 +142,13 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
                         "status": status, "code": code, "message": message, "requestId": request_id})
         if log_requests and access_log.isEnabledFor(logging.INFO):
             path = _printable(current.path)
-            access_log.info(
-                "%s %s %d %.1fms route=%s id=%s", method, path, status, seconds * 1000, route, request_id,
-                extra={"fields": {"method": method, "path": path, "route": route, "status": status,
-                                  "durationMs": round(seconds * 1000, 3), "requestId": request_id,
-                                  "remoteAddr": environ.get("REMOTE_ADDR", "")}},
-            )
+            fields = {"method": method, "path": path, "route": route, "status": status,
+                      "durationMs": round(seconds * 1000, 3), "requestId": request_id,
+                      "remoteAddr": environ.get("REMOTE_ADDR", "")}
+            # makeRecord + handle: Logger.info would also walk the stack for the caller's file and line
+            access_log.handle(access_log.makeRecord(
+                ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1fms route=%s id=%s",
+                (method, path, status, seconds * 1000, route, request_id), None, extra={"fields": fields}))
         return response
 
     app.before_request(start)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings, strategies as st
 from azure.ai.personalizer import PersonalizerClient
 from azure.core.credentials import AzureKeyCredential
 
@@ -140,3 +142,36 @@ def test_serve_writes_text_lines_by_default(tmp_path: Path) -> None:
         server.stop()
     (line,) = [line for line in server.log().splitlines() if "/status" in line]
     assert " INFO personalize.access: GET /personalizer/v1.0/status 200 " in line and line.endswith("id=abc-123")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sent=st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=150))
+def test_a_request_id_is_echoed_exactly_when_it_looks_like_one(make_app: Any, sent: str) -> None:
+    client = _shared_client(make_app)
+    response = client.get(BASE + "/health", headers={"x-ms-client-request-id": sent})
+    sent = sent.strip(" \t")  # HTTP trims a header value's surrounding whitespace
+    if re.fullmatch(r"[A-Za-z0-9._:\-]{1,128}", sent):
+        assert response.headers["apim-request-id"] == sent == response.headers["x-ms-client-request-id"]
+    else:
+        assert uuid.UUID(response.headers["apim-request-id"]).version == 4
+        assert "x-ms-client-request-id" not in response.headers
+
+
+@given(path=st.text(max_size=300))
+def test_a_logged_path_is_one_printable_line(path: str) -> None:
+    shown = logs._printable(path)
+    assert shown.isprintable() and len(shown) <= 200 * 10 + 3
+    if path.isprintable() and len(path) <= 200:
+        assert shown == path
+
+
+_CLIENTS: dict[int, Any] = {}
+
+
+def _shared_client(make_app: Any) -> Any:
+    """One app for every Hypothesis example of a test (make_app is function-scoped)."""
+    key = id(make_app)
+    if key not in _CLIENTS:
+        _CLIENTS.clear()
+        _CLIENTS[key] = make_app(start=False).test_client()
+    return _CLIENTS[key]

@@ -111,8 +111,8 @@ def test_the_route_label_is_the_url_rule_and_never_the_raw_path(make_app: Any) -
     assert methods == {"POST", "GET", "other"}
 
 
-def test_learner_lag_is_the_age_of_the_oldest_ready_event(make_app: Any, clock: Any) -> None:
-    app = make_app(clock=clock, learner="off", reward_wait_time=10.0)
+def test_learner_lag_is_the_age_of_the_oldest_ready_event(make_app: Any, clock: Any, database_url: str) -> None:
+    app = make_app(clock=clock, database_url=database_url, learner="off", reward_wait_time=10.0)
     client = app.test_client()
     client.post(BASE + "/rank", json={"actions": ACTIONS})
     assert value(_scrape_client(client), "personalize_learner_lag_seconds") == 0  # still waiting for rewards

@@ -112,7 +112,7 @@ def test_the_dashboard_needs_the_admin_key_and_a_browser_can_send_it(make_app: A
     client = make_app(start=False, api_keys="client-1", admin_keys="admin-1").test_client()
     refused = client.get("/dashboard")
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic realm=")
-    assert client.get("/dashboard/data").headers["WWW-Authenticate"] == "Bearer"  # not a page: no browser prompt
+    assert client.get("/dashboard/data").headers["WWW-Authenticate"].startswith("Basic realm=")
 
     def basic(user: str, key: str) -> dict[str, str]:
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
@@ -242,3 +242,13 @@ def test_the_page_in_headless_chromium(tmp_path: Path) -> None:
         assert colors is not None and len(colors) > 200  # text, charts and panels, not a blank page
         dominant = max(colors)[0] / (image.size[0] * image.size[1])
         assert dominant < 0.9
+
+
+def test_basic_credentials_count_on_the_dashboard_only(make_app: Any) -> None:
+    """A browser resends Basic credentials with requests other sites make it send: elsewhere they are no key."""
+    client = make_app(start=False, api_keys="client-1", admin_keys="admin-1").test_client()
+    basic = {"Authorization": "Basic " + base64.b64encode(b"x:admin-1").decode()}
+    assert client.get("/dashboard/data", headers=basic).status_code == 200
+    for response in (client.post(BASE + "/generators/train", headers=basic), client.get("/metrics", headers=basic),
+                     client.get(BASE + "/status", headers=basic)):
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"

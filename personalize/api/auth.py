@@ -1,8 +1,8 @@
 """API keys and roles: a ``before_request`` check, installed only when keys are configured.
 
-A key travels in ``Ocp-Apim-Subscription-Key`` (what both Microsoft SDKs send),
-``Authorization: Bearer <key>`` (what Prometheus and proxies send), or as the password of HTTP
-Basic credentials (what a browser sends for the dashboard; any user name). Each operation's role
+A key travels in ``Ocp-Apim-Subscription-Key`` (what both Microsoft SDKs send) or
+``Authorization: Bearer <key>`` (what Prometheus and proxies send); for the dashboard's read-only
+pages also as the password of HTTP Basic credentials (what a browser sends; any user name). Each operation's role
 (open, client or admin) is decided once, in the operation registry
 (``personalize.api.schemas.OPERATIONS``), which the OpenAPI document shows too. Admin keys reach
 everything; an endpoint the registry does not list is admin-only, so a new operation is never
@@ -39,8 +39,10 @@ ENDPOINT_ROLES: dict[str, int] = {op.endpoint: {"open": OPEN, "client": CLIENT, 
 
 _HOW = "send it in the Ocp-Apim-Subscription-Key header or as Authorization: Bearer <key>"
 
-#: Pages people open in a browser: a 401 there asks for HTTP Basic credentials (the key as the password).
-BROWSER_PAGES = frozenset({"dashboard.page"})
+#: Read-only pages people open in a browser: HTTP Basic credentials (the key as the password) count there,
+#: and only there, and a 401 asks the browser for them. Elsewhere they would be a CSRF hole: a browser
+#: attaches cached Basic credentials to requests other sites' pages make.
+BROWSER_PAGES = frozenset({"dashboard.page", "dashboard.data"})
 
 
 def _base_endpoint(endpoint: str) -> str:
@@ -64,15 +66,16 @@ class KeyCheck:
         for endpoint in endpoints:
             self.roles[endpoint] = ENDPOINT_ROLES.get(_base_endpoint(endpoint), ADMIN)
 
-    def presented_role(self, environ: dict[str, Any]) -> int | None:
-        """The role of the request's key; None when it sends no key."""
+    def presented_role(self, environ: dict[str, Any], basic: bool = False) -> int | None:
+        """The role of the request's key; None when it sends no key. ``basic``: HTTP Basic credentials count
+        (only for BROWSER_PAGES: a browser resends them to any URL of the server, cross-site requests too)."""
         key = environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY")
         if key is None:
             authorization = environ.get("HTTP_AUTHORIZATION", "")
             scheme = authorization[:6].lower()
             if scheme == "bearer" and authorization[6:7] == " ":
                 key = authorization[7:].strip()
-            elif scheme == "basic ":
+            elif scheme == "basic " and basic:
                 key = _basic_password(authorization[6:].strip())
             else:
                 return None
@@ -91,10 +94,11 @@ class KeyCheck:
         needed = self.roles.get(rule.endpoint if rule is not None else None, ADMIN)
         if needed == OPEN:
             return None
-        held = self.presented_role(environ)
+        page = rule is not None and rule.endpoint in BROWSER_PAGES
+        held = self.presented_role(environ, basic=page)
         if held is None:
             response = _unauthorized(f"This server needs an API key: {_HOW}.")
-            if rule is not None and rule.endpoint in BROWSER_PAGES:  # a browser asks for the key (as the password)
+            if page:  # a browser asks for the key (as the password)
                 response.headers["WWW-Authenticate"] = 'Basic realm="personalize", charset="UTF-8"'
             return response
         if not held:

@@ -1,12 +1,13 @@
 """What metrics and the access log cost a Rank and a Reward: `python bench/observability.py [--calls 2000]`.
 
 In one process, through the Flask test client on SQLite (the full app: validation, VW, the durable
-insert), alternating call by call with personalize/ops/logs.py's hooks installed (timing, request id,
-metrics, one access line written to a file) and removed, so the machine's noise hits both alike.
+insert), with and without personalize/ops/logs.py's hooks.
 (The service's own counter updates, ``ranked()`` and ``rewarded()``, run in both: their cost is
 printed separately.)
-Prints the median time per call of each and their ratio (target: within noise, <= 1.05), and the
-cost of the metric updates alone, in multiprocess mode as `personalize serve` runs them.
+Three variants, rotated call by call: no hooks; the hooks without the access log (timing, request
+id, metrics); the hooks with one access line per request written to a file. Prints the median time
+per call and the ratios to no hooks (target: within noise, <= 1.05), and the cost of the metric
+updates alone, in multiprocess mode as `personalize serve` runs them.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def main() -> None:
     ours_after = [f for f in hooks[1] if f.__qualname__.startswith("install.<locals>.finish")]
     assert ours_before and ours_after
 
-    def use(on: bool) -> None:
+    def use(variant: str) -> None:
+        on = variant != "none"
         app.before_request_funcs[None] = hooks[0] if on else [f for f in hooks[0] if f not in ours_before]
         app.after_request_funcs[None] = hooks[1] if on else [f for f in hooks[1] if f not in ours_after]
+        logs.access_log.setLevel(logging.INFO if variant == "metrics+log" else logging.WARNING)
 
     body = {"contextFeatures": CONTEXT, "actions": ACTIONS}
 
@@ -66,20 +69,21 @@ def main() -> None:
 
     for _ in range(200):  # warm-up
         pair()
-    results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    variants = ("none", "metrics", "metrics+log")
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for _ in range(args.rounds):
-        times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-        for i in range(2 * args.calls):  # alternate call by call: drift and noise hit both alike
-            on = i % 2 == 1
-            use(on)
-            times[on].append(pair())
-        for on, pairs in times.items():
-            results[on].append((statistics.mean(p[0] for p in pairs), statistics.mean(p[1] for p in pairs)))
-    print(f"{'call':<8}{'without (us)':>14}{'with (us)':>12}{'ratio':>8}   (median of {args.rounds} rounds of {args.calls})")
+        times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        for i in range(len(variants) * args.calls):  # rotate call by call: drift and noise hit all alike
+            variant = variants[i % len(variants)]
+            use(variant)
+            times[variant].append(pair())
+        for variant, pairs in times.items():
+            results[variant].append((statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)))
+    print(f"median time per call (us; median over {args.rounds} rounds of each round's median of {args.calls} calls)")
+    print(f"{'call':<8}{'no hooks':>10}{'metrics, request id':>22}{'ratio':>7}{'+ access log':>14}{'ratio':>7}")
     for i, name in enumerate(("rank", "reward")):
-        without = statistics.median(r[i] for r in results[False])
-        with_ = statistics.median(r[i] for r in results[True])
-        print(f"{name:<8}{without:>14.1f}{with_:>12.1f}{with_ / without:>8.3f}")
+        none, hooked, logged = (statistics.median(r[i] for r in results[v]) for v in variants)
+        print(f"{name:<8}{none:>10.1f}{hooked:>22.1f}{hooked / none:>7.3f}{logged:>14.1f}{logged / none:>7.3f}")
     m: Any = app.extensions["personalize"].metrics
     n = 100_000
     for label, statement in (("ranked()", lambda: m.ranked(False, True)),

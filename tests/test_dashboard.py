@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from hypothesis import given, strategies as st
 from sqlalchemy import select
 
 from personalize.models import Event
@@ -124,10 +125,12 @@ def test_the_dashboard_needs_the_admin_key_and_a_browser_can_send_it(make_app: A
     assert client.get("/dashboard", headers={"Authorization": "Basic not-base64!"}).status_code == 401
 
 
-def test_nice_ticks_cover_the_range() -> None:
-    for low, high in ((0, 1), (-0.25, 0.8), (0.001, 0.0013), (5, 5), (-3, 170)):
-        ticks = nice_ticks(low, high)
-        assert ticks[0] <= low and ticks[-1] >= high and ticks == sorted(ticks) and 2 <= len(ticks) <= 15
+@given(st.floats(-1e6, 1e6), st.floats(0, 1e6))
+def test_nice_ticks_cover_the_range(low: float, width: float) -> None:
+    high = low + width
+    ticks = nice_ticks(low, high)
+    assert ticks[0] <= low + 1e-9 * abs(low) and ticks[-1] >= high - 1e-9 * abs(high)
+    assert ticks == sorted(set(ticks)) and 2 <= len(ticks) <= 16
 
 
 def test_a_chart_escapes_its_labels() -> None:

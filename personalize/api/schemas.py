@@ -229,7 +229,7 @@ def components(settings: Settings) -> dict[str, Any]:
                    "description": "Model, event, reward and learner counts, and the settings in force (docs/api.md)."},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
-        "MetricsText": {"type": "string", "description": "Prometheus text exposition format 0.0.4 (docs/operate.md)."},
+        "MetricsText": {"type": "string", "description": "Prometheus text exposition format (docs/operate.md)."},
         "DashboardPage": {"type": "string", "description": "An HTML page with inline SVG charts; no script, nothing fetched."},
         "Dashboard": {
             "type": "object", "required": ["generatedAt", "learning", "window", "reward", "exploration", "topActions",

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import Connection, text
@@ -34,8 +34,8 @@ __all__ = ["Metrics", "MULTIPROC_ENV", "CONTENT_TYPE", "metrics_dir", "prepare_d
 
 #: The variable prometheus_client reads to turn multiprocess mode on.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-#: The Prometheus text exposition format, version 0.0.4.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The Prometheus text exposition format, as prometheus_client writes it.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: Request-duration buckets, seconds: Rank is a few milliseconds, a generator refit can take seconds.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: HTTP methods labelled as themselves; any other is "other" (a client must not mint label values).

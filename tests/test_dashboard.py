@@ -203,7 +203,7 @@ def test_the_page_in_headless_chromium(tmp_path: Path) -> None:
     try:
         admin = {"Authorization": "Bearer admin-1"}
         _traffic(server.url, admin, {"Ocp-Apim-Subscription-Key": "client-1"})
-        deadline = time.time() + 30
+        deadline = time.time() + 90  # the learner process can take 15 s to start on a loaded 2-core machine
         while requests.get(server.url + BASE + "/status", headers=admin, timeout=10).json()["events"]["readyToLearn"] \
                 and time.time() < deadline:
             time.sleep(0.2)

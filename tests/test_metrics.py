@@ -50,7 +50,9 @@ def _scrape_client(client: Any, **headers: str) -> Samples:
     return parse(response.get_data(as_text=True))
 
 
-def _wait(check: Callable[[], Any], seconds: float = 20.0) -> Any:
+def _wait(check: Callable[[], Any], seconds: float = 60.0) -> Any:
+    """``check()`` once true, or its last value after ``seconds`` (a learner process can take 15 s to start on
+    a loaded 2-core machine)."""
     deadline = time.time() + seconds
     while True:
         result = check()

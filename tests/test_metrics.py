@@ -172,10 +172,11 @@ def test_serve_keeps_the_files_of_running_processes_only(tmp_path: Path, monkeyp
     folder.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    for name in (f"counter_{gone.pid}.db", f"gauge_livemin_{gone.pid}.db", f"counter_{os.getpid()}.db", "stray.db"):
+    for name in (f"counter_{gone.pid}.db", f"gauge_livemin_{gone.pid}.db", f"counter_{os.getpid()}.db", "stray.db",
+                 f"gauge_livemin_{os.getpid()}.db"):
         (folder / name).write_bytes(b"")
     assert metrics.prepare_dir(settings, clean=False) == folder
-    assert len(list(folder.iterdir())) == 4  # the learner never cleans
+    assert len(list(folder.iterdir())) == 5  # the learner never cleans
     metrics.prepare_dir(settings, clean=True)
     assert sorted(p.name for p in folder.iterdir()) == [f"counter_{os.getpid()}.db"]
     assert os.environ[metrics.MULTIPROC_ENV] == str(folder)

@@ -60,14 +60,16 @@ def _alive(pid: int) -> bool:
 def prepare_dir(settings: Settings, clean: bool) -> Path:
     """Create the metrics folder and turn multiprocess mode on for this process and its children; call
     before any metric exists (``serve``'s master before the workers fork, ``learn``). ``clean`` (serve):
-    drop the files of processes that no longer run, so the sums start afresh; a learner started earlier
-    on this host keeps its files."""
+    drop the files of processes that no longer run, so the sums start afresh, and every live gauge; a
+    learner started earlier on this host keeps its counters."""
     path = metrics_dir(settings)
     path.mkdir(parents=True, exist_ok=True)
     if clean:
         for file in glob.glob(str(path / "*.db")):
             match = re.search(r"_(\d+)\.db$", file)
-            if match is None or not _alive(int(match.group(1))):
+            # Live gauges are written by server workers only, and none of ours runs yet: a file left by a
+            # process whose id another process now has (containers reuse ids) must not pin the minimum.
+            if match is None or not _alive(int(match.group(1))) or Path(file).name.startswith("gauge_live"):
                 os.remove(file)
     os.environ[MULTIPROC_ENV] = str(path)
     if not getattr(values.ValueClass, "_multiprocess", False):

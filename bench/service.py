@@ -82,9 +82,15 @@ def serve(port: int, data_dir: str, workers: int, threads: int, keys: bool) -> N
         os.environ.update({"PERSONALIZE_API_KEYS": f"{CLIENT_KEY},rotated-{CLIENT_KEY}", "PERSONALIZE_ADMIN_KEYS": ADMIN_KEY})
     from personalize.cli_options import open_database
     from personalize.config import load_settings
+    from personalize.ops import logs, metrics
     from personalize.server import run_server
 
-    open_database(load_settings()).dispose()  # migrate once, before the workers fork
+    settings = load_settings()
+    open_database(settings).dispose()  # migrate once, before the workers fork
+    metrics.prepare_dir(settings, clean=True)  # as serve does: every worker's metrics in memory-mapped files
+    log = open(Path(data_dir) / "server.log", "ab")  # the access log, one line per request, as serve writes it
+    os.dup2(log.fileno(), 2)
+    logs.configure(settings)
     learner = None
     if workers > 1:
         os.environ["PERSONALIZE_LEARNER"] = "off"

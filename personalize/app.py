@@ -10,9 +10,12 @@ from flask import Flask, Response
 from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
-from personalize.api import auth, browsers, catalog, configuration, errors, events, logs, model, openapi, rank, status, users
+from personalize.api import (
+    auth, browsers, catalog, configuration, dashboard, errors, events, logs, metrics, model, openapi, rank, status, users,
+)
 from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
+from personalize.ops import logs
 from personalize.service import Service
 
 __all__ = ["create_app", "OrjsonProvider", "ApiResponse"]
@@ -60,6 +63,9 @@ def create_app(
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(dashboard.bp)
+    logs.install(app, settings, service.metrics)  # before the key check: refused requests are timed and logged too
     auth.install(app, settings)  # first: an unauthenticated request learns nothing else
     app.before_request(require_utf8_path)
     browsers.install(app, settings)

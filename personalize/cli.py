@@ -58,12 +58,15 @@ def serve(host: str, port: int, workers: int, threads: int, no_auth: bool,
           config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the service under gunicorn (production WSGI server)."""
     settings = settings_from(config_file, database_url, data_dir)
+    from personalize.ops import logs, metrics
     from personalize.server import run_server
 
     _check_auth(host, port, settings, no_auth)
+    logs.configure(settings)
 
     _check_port_free(host, port)
     open_database(settings).dispose()  # migrate once, before the workers fork
+    _metrics_dir(settings, clean=True)  # before any process counts: the workers and the learner inherit it
     # Workers rebuild settings from the environment: pass the flags on through it.
     for key, value in (("PERSONALIZE_CONFIG", config_file), ("PERSONALIZE_DATABASE_URL", database_url), ("PERSONALIZE_DATA_DIR", data_dir)):
         if value:
@@ -74,11 +77,22 @@ def serve(host: str, port: int, workers: int, threads: int, no_auth: bool,
         learner = subprocess.Popen([sys.executable, "-m", "personalize", "learn"])
     click.echo(f"personalize: serving on http://{host}:{port} ({workers} worker(s), database {settings.resolved_database_url})")
     try:
-        run_server(host, port, workers, threads)
+        run_server(host, port, workers, threads, log_format=settings.log_format)
     finally:
         if learner is not None:
             learner.send_signal(signal.SIGTERM)
             learner.wait(15)
+            metrics.process_exited(learner.pid)
+
+
+def _metrics_dir(settings: Settings, clean: bool) -> None:
+    from personalize.ops import metrics
+
+    try:
+        metrics.prepare_dir(settings, clean)
+    except OSError as exc:
+        raise click.ClickException(f"cannot use the metrics folder {metrics.metrics_dir(settings)} ({exc.strerror}); "
+                                   "set PERSONALIZE_METRICS_DIR to a folder this user may write") from None
 
 
 def _check_auth(host: str, port: int, settings: Settings, no_auth: bool) -> None:
@@ -130,8 +144,11 @@ def _check_port_free(host: str, port: int) -> None:
 def learn(config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Run the learner as its own process (for several server processes or machines)."""
     from personalize.learner import Learner
+    from personalize.ops import logs
 
     settings = settings_from(config_file, database_url, data_dir)
+    logs.configure(settings)
+    _metrics_dir(settings, clean=False)  # the server on this host adds the learner's counters to /metrics
     learner = Learner(settings, open_database(settings))
     signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
     click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")

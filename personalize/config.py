@@ -24,6 +24,7 @@ __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLIC
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
 #: How an action's id becomes a feature (see features.build_context).
 ACTION_ID_MODES = ("auto", "cross", "bias", "off")
+LOG_FORMATS = ("text", "json")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 #: Personalizer's learning modes (personalize/modes.py says what each does).
 LEARNING_MODES = ("Online", "Apprentice", "LoggingOnly")
@@ -174,6 +175,21 @@ class Settings:
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
     )
+    metrics_dir: str = field(
+        default="",
+        metadata={"help": "Folder where this host's server workers and learner keep their Prometheus metrics "
+                  "(prometheus_client multiprocess files; GET /metrics adds them up); empty = <data_dir>/metrics. "
+                  "Two servers on one host need a folder each."},
+    )
+    log_format: str = field(
+        default="text",
+        metadata={"help": "'text' (one readable line per record) or 'json' (one JSON object per line, for log "
+                  "shippers); applies to the access log and every other log line of serve and learn."},
+    )
+    access_log: bool = field(
+        default=True,
+        metadata={"help": "One log line per HTTP request: method, path, route, status, duration, request id."},
+    )
     # repr=False: a logged or printed Settings never shows a key.
     api_keys: str = field(
         default="", repr=False,
@@ -266,6 +282,8 @@ class Settings:
                                 "or America/New_York")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         for name in ("api_keys", "admin_keys"):
             _check_keys(name, _split(getattr(self, name)))
         for origin in self.cors_origin_list:

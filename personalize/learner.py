@@ -29,6 +29,7 @@ from personalize import retention
 from personalize.retention import PurgeCounts, purge_expired
 from personalize.modes import learns
 from personalize.service_config import LiveConfig
+from personalize.ops.metrics import Metrics
 from personalize.vw import Model
 
 __all__ = ["Learner"]
@@ -53,6 +54,7 @@ class Learner:
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[int, bytes], None] | None = None,
         live: LiveConfig | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         # The live service configuration (reward aggregation, default reward); a learner of its own
@@ -62,6 +64,7 @@ class Learner:
         self.db = db
         self.clock = clock
         self.on_publish = on_publish
+        self.metrics = metrics or Metrics.get()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
@@ -230,6 +233,7 @@ class Learner:
             self.version = version  # before events_learned: whoever sees the new count sees the new version
             self.events_learned += len(to_learn)
             self.lineage_created_at = lineage
+        self.metrics.learned_batch(item.reward for item in to_learn)
         if self.on_publish is not None:
             self.on_publish(version, model)
         return len(to_learn)

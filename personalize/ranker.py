@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from personalize.sampling import mix_uniform, normalize, sample_index, squarecb_scale, uniform_for
 from personalize.vw import Model
 
-__all__ = ["Ranker", "Decision", "Explorer"]
+__all__ = ["Ranker", "Decision", "Explorer", "explored"]
+
+#: Probabilities closer than this are equal: VW computes its PMF in float32 (1/3 comes back as
+#: 0.33333331 for one action and 0.33333334 for another).
+PROBABILITY_TOLERANCE = 1e-6
+
+
+def explored(probability: float, probabilities: list[float]) -> bool:
+    """Whether the chosen action (probability ``probability``) was not a greedy one: some action of the
+    same decision was more probable. With all actions equally likely (an untrained model) none is."""
+    return probability < max(probabilities) - PROBABILITY_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class Decision:
     @property
     def probability(self) -> float:
         return self.probabilities[0]
+
+    @property
+    def explored(self) -> bool:
+        return explored(self.probabilities[0], self.probabilities)
 
 
 class Ranker:

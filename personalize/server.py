@@ -19,9 +19,12 @@ from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
 import orjson
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
+
+from personalize.ops import logs, metrics
 
 __all__ = ["run_server", "WsgiBridge", "HEADER_SECONDS", "BODY_SECONDS", "KEEPALIVE_SECONDS", "MAX_HEADER_BYTES"]
 
@@ -220,6 +223,22 @@ class _Server(BaseApplication):  # type: ignore[misc]
         return WsgiBridge(app, self.threads, app.config["MAX_CONTENT_LENGTH"])
 
 
+class _Logger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own log lines (and uvicorn's, which share its handlers) in the service's log_format."""
+
+    log_format = "text"
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(logs.formatter(self.log_format))
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker ended (even killed): its live gauges leave the metric sums."""
+    metrics.process_exited(worker.pid)
+
+
 def _worker_exit(server: Any, worker: Any) -> None:
     flask_app = getattr(getattr(worker, "wsgi", None), "app", None)
     service = flask_app.extensions.get("personalize") if flask_app is not None else None
@@ -233,8 +252,12 @@ def _default_app() -> Any:
     return create_app()
 
 
-def run_server(host: str, port: int, workers: int, threads: int, app_factory: Callable[[], Any] = _default_app) -> None:
+def run_server(host: str, port: int, workers: int, threads: int, app_factory: Callable[[], Any] = _default_app,
+               log_format: str = "text") -> None:
     """Serve until SIGTERM/SIGINT. ``threads``: the WSGI pool of each worker (requests handled at once).
+
+    gunicorn's access log stays off (``accesslog`` None; uvicorn's too): the app writes one access line
+    per request itself (personalize/ops/logs.py), with the route and the request id.
 
     gunicorn's control socket (``gunicornc``) is off: its default is one path per user
     (``$XDG_RUNTIME_DIR/gunicorn.ctl``), shared by every gunicorn that user runs on the host.
@@ -248,6 +271,8 @@ def run_server(host: str, port: int, workers: int, threads: int, app_factory: Ca
         "keepalive": KEEPALIVE_SECONDS,
         "accesslog": None,
         "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
+        "logger_class": type("_Logger", (_Logger,), {"log_format": log_format}),
         "control_socket_disable": True,
     }
     _Server(options, app_factory, threads).run()

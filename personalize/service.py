@@ -23,6 +23,7 @@ from personalize.api.schemas import RequestSchemas
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
+from personalize.ops import metrics as ops_metrics
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import load_training_data
 from personalize.enrichment import Enricher
@@ -124,6 +125,7 @@ class Service:
         self.limits = RankLimits.from_settings(settings)
         self.enricher = Enricher(settings.time_zone, settings.enrich_context)
         self.learner: Learner | None = None
+        self.metrics = ops_metrics.Metrics.get()
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
         self._candidates_loaded = False
         self._candidates_lock = threading.Lock()
@@ -133,7 +135,8 @@ class Service:
         self._watcher: threading.Thread | None = None
         self._load_latest_model()
         if settings.learner in ("thread", "inline"):
-            self.learner = Learner(settings, self.db, clock, on_publish=self.ranker.load, live=self.live)
+            self.learner = Learner(settings, self.db, clock, on_publish=self._published, live=self.live,
+                                   metrics=self.metrics)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -186,6 +189,12 @@ class Service:
                 snapshot = store.latest_snapshot(session)
                 if snapshot is not None:
                     self.ranker.load(snapshot.version, snapshot.model)
+        self.metrics.serving_version(self.ranker.version)
+
+    def _published(self, version: int, model: bytes) -> None:
+        """The in-process learner published a snapshot: rank with it."""
+        self.ranker.load(version, model)
+        self.metrics.serving_version(self.ranker.version)
 
     def _watch_models(self) -> None:
         while not self._stop.wait(self.settings.model_poll_interval):
@@ -339,6 +348,7 @@ class Service:
         )
         with self.db.transaction() as connection:
             store.insert_event(connection, values)
+        self.metrics.ranked("generators" in request.extra, decision.explored)
         ranking = [{"id": action_ids[i], "probability": p} for i, p in zip(decision.ranking, decision.probabilities)]
         provenance = request.extra.get("generators")
         if provenance:
@@ -358,6 +368,7 @@ class Service:
         value = parse_reward_value(body, self.schemas)
         with self.db.transaction() as connection:
             store.add_reward(connection, event_id, value, self.clock(), self.live.current.reward_aggregation)
+        self.metrics.rewarded(value)
         self._learn_inline()
 
     def activate(self, event_id: str) -> None:
@@ -379,6 +390,17 @@ class Service:
             if not self.db.health.failed(error):
                 log.exception("inline learning failed; will retry on the next call")
             self.learner.invalidate()
+
+    def store_gauges(self) -> tuple[int, float] | None:
+        """The metrics read from the database at scrape time (newest model version, learner lag); None
+        while the database is unreachable, so /metrics still answers with every process's counters."""
+        try:
+            with self.db.reading() as connection:
+                return ops_metrics.store_gauges(connection, self.clock())
+        except Exception as error:
+            if self.db.health.failed(error):
+                return None
+            raise
 
     def status(self) -> dict[str, Any]:
         self.live.refresh()  # status is read to check a change: show the stored configuration, not the last poll's

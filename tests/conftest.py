@@ -153,23 +153,30 @@ class LiveServer:
                     "PERSONALIZE_LEARNER_LEASE_SECONDS": "2", **(env or {})}
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
+        #: The server's stderr (access log included): a file, so a busy server never blocks on a full pipe.
+        self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
 
     def start(self) -> "LiveServer":
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "personalize", "--log-level", "WARNING", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--workers", str(self.workers)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "personalize", "--log-level", "WARNING", "serve", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), "--workers", str(self.workers)],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+            )
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+                raise RuntimeError(f"server exited: {self.log()}")
             try:
                 if requests.get(self.url + "/personalizer/v1.0/health", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError("server did not start within 30 s")
+
+    def log(self) -> str:
+        """What the server wrote to stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:

@@ -229,9 +229,8 @@ def test_postgres_outage_over_http_on_the_production_server(postgres_server: str
         assert acknowledged[-1].status_code == 201
         assert requests.get(base + "/status", timeout=10).json()["events"]["ranked"] == 6  # the acknowledged ones
     finally:
-        process = server.process
         server.stop()
-    log = process.stderr.read().decode() if process is not None and process.stderr is not None else ""
+    log = server.log()
     assert log.count("database unavailable") == 1, log
     assert log.count("database available again") == 1, log
     assert "Traceback" not in log and "ERROR" not in log, log

@@ -1,7 +1,8 @@
 """API keys and roles: a ``before_request`` check, installed only when keys are configured.
 
 A key travels in ``Ocp-Apim-Subscription-Key`` (what both Microsoft SDKs send) or
-``Authorization: Bearer <key>`` (what Prometheus and proxies send). Each operation's role
+``Authorization: Bearer <key>`` (what Prometheus and proxies send); for the dashboard's read-only
+pages also as the password of HTTP Basic credentials (what a browser sends; any user name). Each operation's role
 (open, client or admin) is decided once, in the operation registry
 (``personalize.api.schemas.OPERATIONS``), which the OpenAPI document shows too. Admin keys reach
 everything; an endpoint the registry does not list is admin-only, so a new operation is never
@@ -14,6 +15,7 @@ Keys are never logged or echoed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from typing import Any, Iterable
@@ -37,6 +39,11 @@ ENDPOINT_ROLES: dict[str, int] = {op.endpoint: {"open": OPEN, "client": CLIENT, 
 
 _HOW = "send it in the Ocp-Apim-Subscription-Key header or as Authorization: Bearer <key>"
 
+#: Read-only pages people open in a browser: HTTP Basic credentials (the key as the password) count there,
+#: and only there, and a 401 asks the browser for them. Elsewhere they would be a CSRF hole: a browser
+#: attaches cached Basic credentials to requests other sites' pages make.
+BROWSER_PAGES = frozenset({"dashboard.page", "dashboard.data"})
+
 
 def _base_endpoint(endpoint: str) -> str:
     blueprint, dot, view = endpoint.partition(".")
@@ -59,14 +66,19 @@ class KeyCheck:
         for endpoint in endpoints:
             self.roles[endpoint] = ENDPOINT_ROLES.get(_base_endpoint(endpoint), ADMIN)
 
-    def presented_role(self, environ: dict[str, Any]) -> int | None:
-        """The role of the request's key; None when it sends no key."""
+    def presented_role(self, environ: dict[str, Any], basic: bool = False) -> int | None:
+        """The role of the request's key; None when it sends no key. ``basic``: HTTP Basic credentials count
+        (only for BROWSER_PAGES: a browser resends them to any URL of the server, cross-site requests too)."""
         key = environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY")
         if key is None:
             authorization = environ.get("HTTP_AUTHORIZATION", "")
-            if authorization[:7].lower() != "bearer ":
+            scheme = authorization[:6].lower()
+            if scheme == "bearer" and authorization[6:7] == " ":
+                key = authorization[7:].strip()
+            elif scheme == "basic " and basic:
+                key = _basic_password(authorization[6:].strip())
+            else:
                 return None
-            key = authorization[7:].strip()
         digest = _digest(key)
         held = 0
         for known, role in self._keys:  # every key, every time: which one matched takes no longer
@@ -82,9 +94,13 @@ class KeyCheck:
         needed = self.roles.get(rule.endpoint if rule is not None else None, ADMIN)
         if needed == OPEN:
             return None
-        held = self.presented_role(environ)
+        page = rule is not None and rule.endpoint in BROWSER_PAGES
+        held = self.presented_role(environ, basic=page)
         if held is None:
-            return _unauthorized(f"This server needs an API key: {_HOW}.")
+            response = _unauthorized(f"This server needs an API key: {_HOW}.")
+            if page:  # a browser asks for the key (as the password)
+                response.headers["WWW-Authenticate"] = 'Basic realm="personalize", charset="UTF-8"'
+            return response
         if not held:
             return _unauthorized("The API key is not one this server knows: send a key from its PERSONALIZE_API_KEYS "
                                  "or PERSONALIZE_ADMIN_KEYS in the Ocp-Apim-Subscription-Key header (or as "
@@ -94,6 +110,14 @@ class KeyCheck:
             return _error(403, "PermissionDenied", f"This operation needs an admin key; client keys may call Rank, "
                           f"Reward, Activate and status.{more}")
         return None
+
+
+def _basic_password(credentials: str) -> str:
+    """The password of HTTP Basic credentials (any user name): how a browser sends a key to the dashboard."""
+    try:
+        return base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")[2]
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _error(status: int, code: str, message: str) -> Response:

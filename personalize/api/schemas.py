@@ -279,6 +279,13 @@ def components(settings: Settings) -> dict[str, Any]:
                        "bytes": {"type": ["integer", "null"]}, "oldestEventAt": {"type": ["number", "null"]}}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+        "MetricsText": {"type": "string", "description": "Prometheus text exposition format (docs/operate.md)."},
+        "DashboardPage": {"type": "string", "description": "An HTML page with inline SVG charts; no script, nothing fetched."},
+        "Dashboard": {
+            "type": "object", "required": ["generatedAt", "learning", "window", "reward", "exploration", "topActions",
+                                           "generators", "errors"],
+            "description": "What GET /dashboard shows (docs/operate.md).",
+        },
         "ItemRow": _item_row(id_required=True),
         "ItemBody": _item_row(id_required=False),
         "Item": {
@@ -449,6 +456,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "logs.properties", {200: "LogsProperties"}),
     Operation("delete", "/logs", "Log_Delete", "Delete every stored event and reward (not the model).", "admin", "Logs",
               "logs.delete", {204: None}),
+    Operation("get", "/metrics", "Metrics_Get", "Prometheus metrics of this host's server workers and learner "
+              "(text format; docs/operate.md).", "admin", "Operations", "metrics.metrics", {200: "MetricsText"},
+              prefixes=("",), media="text/plain"),
+    Operation("get", "/dashboard", "Dashboard_Get", "An HTML page: is it learning, reward against a baseline, "
+              "exploration, top actions, generator mix, recent errors.", "admin", "Operations", "dashboard.page",
+              {200: "DashboardPage"}, prefixes=("",), media="text/html"),
+    Operation("get", "/dashboard/data", "Dashboard_Data", "What the dashboard shows, as JSON.", "admin", "Operations",
+              "dashboard.data", {200: "Dashboard"}, prefixes=("",)),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )

@@ -1,0 +1,1 @@
+"""Running the service: metrics, access logs, the dashboard."""

@@ -15,7 +15,7 @@ from personalize.api import (
 )
 from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
-from personalize.ops import logs
+from personalize.ops import logs as access_logs
 from personalize.service import Service
 
 __all__ = ["create_app", "OrjsonProvider", "ApiResponse"]
@@ -65,7 +65,7 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(dashboard.bp)
-    logs.install(app, settings, service.metrics)  # before the key check: refused requests are timed and logged too
+    access_logs.install(app, settings, service.metrics)  # before the key check: refused requests are timed and logged too
     auth.install(app, settings)  # first: an unauthenticated request learns nothing else
     app.before_request(require_utf8_path)
     browsers.install(app, settings)

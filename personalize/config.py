@@ -162,9 +162,10 @@ class Settings:
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
     )
     enrich_context: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "Let context plugins add features to every Rank on the server (bundled: time of day and day "
-                  "of week, device class from the User-Agent); the client's own features win. See docs/plugins.md."},
+                  "of week, device class from the User-Agent); the client's own features win. Off by default: "
+                  "features that do not predict reward slow learning (docs/plugins.md). See docs/plugins.md."},
     )
     time_zone: str = field(
         default="UTC",

@@ -68,7 +68,8 @@ def test_any_user_agent_is_classified_or_ignored(user_agent: str) -> None:
 
 
 def test_a_rank_with_no_context_gets_time_and_device_features_logged(make_app: Any, database_url: str) -> None:
-    app = make_app(start=False, database_url=database_url, clock=lambda: FRIDAY_2130_UTC, time_zone="Europe/Rome")
+    app = make_app(start=False, database_url=database_url, clock=lambda: FRIDAY_2130_UTC, time_zone="Europe/Rome",
+                   enrich_context=True)
     client = app.test_client()
     response = client.post(RANK, json={"actions": ACTIONS, "eventId": "e1"}, headers={"User-Agent": IPHONE})
     assert response.status_code == 201, response.json
@@ -78,7 +79,7 @@ def test_a_rank_with_no_context_gets_time_and_device_features_logged(make_app: A
 
 
 def test_the_client_time_zone_and_the_client_features_win(make_app: Any, database_url: str) -> None:
-    app = make_app(start=False, database_url=database_url, clock=lambda: FRIDAY_2130_UTC)
+    app = make_app(start=False, database_url=database_url, clock=lambda: FRIDAY_2130_UTC, enrich_context=True)
     client = app.test_client()
     body = {"actions": ACTIONS, "eventId": "e2",
             "contextFeatures": [{"timeZone": "Asia/Tokyo"}, {"device": {"kind": "tv"}}]}
@@ -107,7 +108,7 @@ def test_added_features_count_toward_the_limits(make_app: Any) -> None:
     is over it with them, a 400 naming the limit and the plugins; nothing is stored."""
     six = [{"user": {"x": 1, "y": 2}}, {"z": 3}]           # list 2 + objects 2 + user's 2 = 6 entries
     seven = [{"user": {"x": 1, "y": 2, "w": 4}}, {"z": 3}]  # 7
-    app = make_app(start=False, max_features=10, clock=lambda: FRIDAY_2130_UTC)  # time adds 4: list, object, 2 values
+    app = make_app(start=False, max_features=10, clock=lambda: FRIDAY_2130_UTC, enrich_context=True)  # time adds 4: list, object, 2 values
     client = app.test_client()
     assert client.post(RANK, json={"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": six}).status_code == 201
     response = client.post(RANK, json={"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": seven, "eventId": "over"})

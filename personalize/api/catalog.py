@@ -22,8 +22,8 @@ from flask import Blueprint, Response, jsonify, request
 from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
-    upsert_items, validate_rows,
+    DimensionCheck, RowError, add_interactions, catalog_dimension, deactivate_item, get_item, item_json, parse_interaction,
+    parse_item, upsert_items, validate_rows,
 )
 from personalize.models import Item
 
@@ -44,15 +44,21 @@ def _rejected(key: str, errors: list[RowError]) -> ApiError:
     return ApiError(400, "InvalidRows", f"{len(errors)} row(s) rejected, nothing stored: {details}{more}", f"{key}[{errors[0].line}]")
 
 
+def _checked(item: Any, check: DimensionCheck | None) -> Any:
+    """The parsed item, its vector checked against the catalog's dimension (a row error names expected and got)."""
+    return item if check is None else check(item)
+
+
 @bp.put("/catalog/items/<item_id>")
 def put_item(item_id: str) -> tuple[Response, int]:
     body = _body("ItemBody")
     if "id" in body and body["id"] != item_id:
         raise ApiError(400, "BadRequest", f"The body's id {body['id']!r} differs from the URL's {item_id!r}; drop one.", "id")
-    items, errors = validate_rows([(0, {**body, "id": item_id})], parse_item)
-    if errors:
-        raise ApiError(400, "InvalidItem", errors[0].message, errors[0].field)
     with service().sessions() as session:
+        check = DimensionCheck(catalog_dimension(session)) if body.get("embedding") else None
+        items, errors = validate_rows([(0, {**body, "id": item_id})], lambda row: _checked(parse_item(row), check))
+        if errors:
+            raise ApiError(400, "InvalidItem", errors[0].message, errors[0].field)
         inserted, _ = upsert_items(session, items)
         session.commit()
         return jsonify(item_json(session.get_one(Item, items[0].id))), 201 if inserted else 200
@@ -61,10 +67,12 @@ def put_item(item_id: str) -> tuple[Response, int]:
 @bp.post("/catalog/items")
 def post_items() -> tuple[Response, int]:
     body = _body("ItemsRequest")
-    items, errors = validate_rows(enumerate(body["items"]), parse_item, unique_in="items")
-    if errors:
-        raise _rejected("items", errors)
     with service().sessions() as session:
+        vectors = any(isinstance(row, dict) and row.get("embedding") for row in body["items"])
+        check = DimensionCheck(catalog_dimension(session)) if vectors else None
+        items, errors = validate_rows(enumerate(body["items"]), lambda row: _checked(parse_item(row), check), unique_in="items")
+        if errors:
+            raise _rejected("items", errors)
         inserted, updated = upsert_items(session, items)
         session.commit()
     return jsonify({"inserted": inserted, "updated": updated}), 200

@@ -21,7 +21,7 @@ import orjson
 
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
+    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_EMBEDDING_DIMENSION, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
     MAX_TYPE_LENGTH, MIN_TIME, PATH_SEGMENT_IDS, nesting_problem,
 )
 from personalize.config import Settings
@@ -126,6 +126,18 @@ _TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME},
                         "9999-12-31T23:59:59Z."}
 
 
+_EMBEDDING = {
+    "type": ["array", "null"], "maxItems": MAX_EMBEDDING_DIMENSION,
+    "items": {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
+              "description": f"A vector's components are finite numbers within +-{MAX_MAGNITUDE:g} (vectors are "
+                             "compared by angle, so any scale works)."},
+    "description": f"The item's vector from any embedding model: up to {MAX_EMBEDDING_DIMENSION} finite numbers, not all "
+                   "zero; every item of a catalog has the same dimension (the stored vectors'). Absent or null keeps the "
+                   "stored vector; [] removes it. The `embedding` generator proposes the items nearest to a user's "
+                   "recent items (cosine similarity).",
+}
+
+
 def _lookalike_pattern() -> str:
     """Keys that look like a misspelled item field (compared without case, '_' or '-')."""
     words = ["[-_]*".join(re.escape(c) for c in word) for word in ITEM_LOOKALIKES]
@@ -138,7 +150,8 @@ def _item_row(id_required: bool) -> dict[str, Any]:
         "properties": {"id": _catalog_id("The item's id", slash=False),
                        "features": {"type": ["object", "null"], "propertyNames": _KEY, "additionalProperties": _FLAT_VALUE,
                                     "description": "The item's features (flat)."},
-                       "createdAt": _TIME, "active": {"type": ["boolean", "null"]}},
+                       "createdAt": _TIME, "active": {"type": ["boolean", "null"]},
+                       "embedding": _EMBEDDING},
         "required": ["id"] if id_required else [],
         "propertyNames": {"anyOf": [{"enum": list(ITEM_FIELDS)}, {**_KEY, "not": {"pattern": _lookalike_pattern()}}],
                           "description": f"Item fields are {', '.join(ITEM_FIELDS)}; other keys are features (not a "
@@ -235,7 +248,9 @@ def components(settings: Settings) -> dict[str, Any]:
             "type": "object", "required": ["id", "features", "createdAt", "updatedAt", "active"],
             "properties": {"id": {"type": "string"}, "features": {"type": "object"},
                            "createdAt": {"type": "string", "format": "date-time"},
-                           "updatedAt": {"type": "string", "format": "date-time"}, "active": {"type": "boolean"}},
+                           "updatedAt": {"type": "string", "format": "date-time"}, "active": {"type": "boolean"},
+                           "embedding": {"type": "array", "items": {"type": "number"},
+                                         "description": "The item's vector, when it has one."}},
         },
         "ItemsRequest": {
             "type": "object", "required": ["items"], "additionalProperties": False,

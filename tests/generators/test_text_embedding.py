@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from personalize.catalog import TrainingData
@@ -100,3 +101,26 @@ def test_trained_and_ranked_through_the_api(client: Any) -> None:
     ranked = client.post("/personalizer/v1.0/rank", json={"userId": "u", "generators": ["text_embedding"], "numCandidates": 1})
     assert ranked.status_code == 201, ranked.get_json()
     assert [r["id"] for r in ranked.get_json()["ranking"]] == ["aliens"]
+
+
+def test_a_refit_encodes_only_new_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugins import text_embedding
+
+    generator = TextEmbeddingGenerator()
+    generator.fit(synthetic_data())
+    model = text_embedding.load_model(text_embedding.model_path(""))
+    encoded: list[str] = []
+    original = type(model).encode
+
+    def counting(self: Any, texts: list[str], **kwargs: Any) -> Any:
+        encoded.extend(texts)
+        return original(self, texts, **kwargs)
+
+    monkeypatch.setattr(type(model), "encode", counting)
+    data = synthetic_data()
+    items = [(i, {"title": "A brand new documentary about bees"} if i == "i0" else f, c, a)
+             for i, f, c, a in zip(data.item_ids, data.item_features, data.item_created, data.item_active)]
+    again = TextEmbeddingGenerator()
+    again.fit(TrainingData.build(items, []))
+    assert encoded == ["A brand new documentary about bees"]
+    np.testing.assert_allclose(again.index.vectors[1], generator.index.vectors[1], atol=1e-6)

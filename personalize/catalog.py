@@ -45,7 +45,7 @@ __all__ = [
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
     "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
     "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem",
-    "MAX_EMBEDDING_DIMENSION", "DimensionCheck", "catalog_dimension", "embedding_vector",
+    "MAX_EMBEDDING_DIMENSION", "MIN_EMBEDDING_COMPONENT", "DimensionCheck", "catalog_dimension", "embedding_vector",
 ]
 
 MAX_ID_LENGTH = 256
@@ -78,6 +78,8 @@ _ITEM_LOOKALIKES = {"id": "id", "features": "features", "feature": "features", "
                     "active": "active", "updatedat": "updatedAt", "embedding": "embedding", "embeddings": "embedding"}
 #: Most dimensions of an item vector: text-embedding models give 384 to 3,072.
 MAX_EMBEDDING_DIMENSION = 4096
+#: A vector needs a component at least this large in magnitude: smaller ones are zeros in float32's maths.
+MIN_EMBEDDING_COMPONENT = 1e-30
 #: How a vector is stored: little-endian float32, 4 bytes a dimension.
 _EMBEDDING_DTYPE = np.dtype("<f4")
 ITEM_LOOKALIKES = tuple(_ITEM_LOOKALIKES)
@@ -343,11 +345,11 @@ def _embedding(value: Any) -> bytes | None:
         if not _feature_number(v):
             raise InvalidRow("embedding", f"embedding[{i}] must be a finite number within +-{MAX_MAGNITUDE:g}, not "
                                           f"{brief(v)}")
-    vector = np.asarray(value, dtype=_EMBEDDING_DTYPE)
-    if value and not np.any(vector):
-        raise InvalidRow("embedding", "embedding is all zeros; a vector needs a direction (items are compared by the "
-                                      "angle between vectors); send [] to remove the item's vector")
-    return vector.tobytes()
+    if value and not any(abs(v) >= MIN_EMBEDDING_COMPONENT for v in value):
+        raise InvalidRow("embedding", f"embedding is all zeros (no component of magnitude {MIN_EMBEDDING_COMPONENT:g} or "
+                                      "more); a vector needs a direction (items are compared by the angle between "
+                                      "vectors); send [] to remove the item's vector")
+    return np.asarray(value, dtype=_EMBEDDING_DTYPE).tobytes()
 
 
 def embedding_vector(data: bytes | None) -> np.ndarray | None:
@@ -365,27 +367,33 @@ def catalog_dimension(session: Session) -> int | None:
 class DimensionCheck:
     """Every vector of a catalog has one dimension: the stored vectors', or in an empty catalog the first one sent.
 
-    Call it on each parsed row (``validate_rows(rows, lambda row: check(parse_item(row)))``) so that a
-    mismatch is that row's error, naming the expected and the received dimension.
+    ``problem(item)`` says what is wrong with one parsed item's vector, naming the expected and the
+    received dimension; calling the check raises it as that row's ``InvalidRow`` (for imports:
+    ``validate_rows(rows, lambda row: check(parse_item(row)))``).
     """
 
     def __init__(self, stored: int | None) -> None:
         self.expected = stored
         self.stored = stored is not None
-        self._first_line: int | None = None
 
-    def __call__(self, item: ItemIn) -> ItemIn:
+    def problem(self, item: ItemIn) -> str | None:
         got = item.dimension
         if not got:
-            return item
+            return None
         if self.expected is None:
             self.expected = got
-            return item
-        if got != self.expected:
-            where = ("the catalog's stored vectors have" if self.stored else "the first vector in this upload has")
-            raise InvalidRow("embedding", f"embedding has {got} dimensions but {where} {self.expected}; every item of a "
-                                          f"catalog needs the same dimension (expected {self.expected}, got {got}). To "
-                                          "switch models, first remove the old vectors (send \"embedding\": [] per item)")
+            return None
+        if got == self.expected:
+            return None
+        where = "the catalog's stored vectors have" if self.stored else "the first vector in this upload has"
+        return (f"embedding has {got} dimensions but {where} {self.expected}; every item of a catalog needs the same "
+                f"dimension (expected {self.expected}, got {got}). To switch models, first remove the old vectors "
+                "(send \"embedding\": [] per item)")
+
+    def __call__(self, item: ItemIn) -> ItemIn:
+        message = self.problem(item)
+        if message is not None:
+            raise InvalidRow("embedding", message)
         return item
 
 

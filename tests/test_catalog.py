@@ -355,20 +355,23 @@ def test_embeddings_are_stored_as_float32_and_read_back(client: Any, sessions: s
     assert data.item_vectors[data.item_index["b"]].tolist() == [1.0, 0.0, 0.0] and not data.item_vectors[data.item_index["a"]].any()
 
 
-def test_a_vector_of_the_wrong_dimension_is_a_400_naming_expected_and_got(client: Any, sessions: sessionmaker[Session]) -> None:
+def test_a_vector_of_the_wrong_dimension_is_a_422_naming_expected_and_got(client: Any, sessions: sessionmaker[Session]) -> None:
     assert client.put(f"{ITEMS}/a", json={"embedding": [1, 2, 3]}).status_code == 201
     wrong = client.put(f"{ITEMS}/b", json={"embedding": [1, 2]})
-    assert wrong.status_code == 400 and wrong.json["error"]["target"] == "embedding"
-    assert "expected 3, got 2" in wrong.json["error"]["message"]
+    assert wrong.status_code == 422 and wrong.json["error"]["target"] == "embedding"
+    assert wrong.json["error"]["code"] == "DimensionMismatch" and "expected 3, got 2" in wrong.json["error"]["message"]
     bulk = client.post(ITEMS, json={"items": [{"id": "c", "embedding": [1, 2, 3]}, {"id": "d", "embedding": [1, 2, 3, 4]}]})
-    assert bulk.status_code == 400 and bulk.json["error"]["target"] == "items[1]"
+    assert bulk.status_code == 422 and bulk.json["error"]["target"] == "items[1].embedding"
     assert "items[1].embedding" in bulk.json["error"]["message"] and "expected 3, got 4" in bulk.json["error"]["message"]
     assert set(_vectors(sessions)) == {"a"}, "nothing stored half-way"
 
 
 def test_the_first_upload_sets_the_dimension_of_an_empty_catalog(client: Any, sessions: sessionmaker[Session]) -> None:
     bulk = client.post(ITEMS, json={"items": [{"id": "a", "embedding": [1, 2]}, {"id": "b"}, {"id": "c", "embedding": [1, 2, 3]}]})
-    assert bulk.status_code == 400 and "items[2].embedding" in bulk.json["error"]["message"]
+    assert bulk.status_code == 422 and "items[2].embedding" in bulk.json["error"]["message"]
+    # a bad row is a 400 first, whatever the dimensions
+    assert client.post(ITEMS, json={"items": [{"id": "a", "embedding": [1, 2]}, {"id": "c", "embedding": [1, 2, 3]},
+                                              {"id": "_", "features": {"_x": 1}}]}).status_code == 400
     assert "first vector in this upload has 2" in bulk.json["error"]["message"]
     assert _count(sessions, Item) == 0
     # removing every vector frees the dimension for another model
@@ -379,7 +382,8 @@ def test_the_first_upload_sets_the_dimension_of_an_empty_catalog(client: Any, se
 
 @pytest.mark.parametrize("bad, why", [
     ("0.5", "is invalid"), ([1, "2"], "is invalid"), ([1, True], "is invalid"), ([[1.0]], "is invalid"),
-    ([1e39], "is invalid"), ([0, 0, 0], "all zeros"), ({"x": 1}, "is invalid"), (list(range(1, 4098)), "is invalid"),
+    ([1e39], "is invalid"), ([0, 0, 0], "not all zeros"), ([0, 1e-31, -1e-40], "not all zeros"), ({"x": 1}, "is invalid"),
+    (list(range(1, 4098)), "is invalid"),
 ])
 def test_embeddings_that_are_not_finite_vectors_are_a_400(client: Any, sessions: sessionmaker[Session], bad: Any,
                                                          why: str) -> None:
@@ -394,6 +398,7 @@ def test_parse_item_checks_embeddings_without_the_schema() -> None:
     """The same rules for `personalize import` (no JSON schema in front of it)."""
     for bad, message in [([1, float("nan")], r"embedding\[1\] must be a finite number"), ([1, float("inf")], "finite"),
                          ("1 2", "must be a list of numbers"), ([1, "x"], r"embedding\[1\]"), ([0.0, 0.0], "all zeros"),
+                         ([1e-31, -1e-40], "all zeros"),
                          ([1.0] * 4097, "at most 4096")]:
         with pytest.raises(InvalidRow, match=message) as error:
             parse_item({"id": "a", "embedding": bad})

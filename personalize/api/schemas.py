@@ -21,7 +21,7 @@ import orjson
 
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_EMBEDDING_DIMENSION, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
+    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_EMBEDDING_DIMENSION, MIN_EMBEDDING_COMPONENT, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
     MAX_TYPE_LENGTH, MIN_TIME, PATH_SEGMENT_IDS, nesting_problem,
 )
 from personalize.config import Settings
@@ -131,9 +131,13 @@ _EMBEDDING = {
     "items": {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
               "description": f"A vector's components are finite numbers within +-{MAX_MAGNITUDE:g} (vectors are "
                              "compared by angle, so any scale works)."},
+    "if": {"type": "array", "minItems": 1},
+    "then": {"contains": {"anyOf": [{"minimum": MIN_EMBEDDING_COMPONENT}, {"maximum": -MIN_EMBEDDING_COMPONENT}]},
+             "description": f"A vector is not all zeros: one component at least is {MIN_EMBEDDING_COMPONENT:g} or more "
+                            "in magnitude (send [] to remove an item's vector)."},
     "description": f"The item's vector from any embedding model: up to {MAX_EMBEDDING_DIMENSION} finite numbers, not all "
-                   "zero; every item of a catalog has the same dimension (the stored vectors'). Absent or null keeps the "
-                   "stored vector; [] removes it. The `embedding` generator proposes the items nearest to a user's "
+                   "zero; every item of a catalog has the same dimension (the stored vectors', else the first one sent): "
+                   "another one is a 422 DimensionMismatch naming expected and got. Absent or null keeps the stored vector; [] removes it. The `embedding` generator proposes the items nearest to a user's "
                    "recent items (cosine similarity).",
 }
 
@@ -341,7 +345,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/health", "Health_Get", "Liveness probe: 503 while the database is unreachable.", "open",
               "Status", "status.health", {200: "Health"}),
     Operation("put", "/catalog/items/{itemId}", "Items_Put", "Create (201) or replace (200) one catalog item.", "admin",
-              "Catalog", "catalog.put_item", {200: "Item", 201: "Item"}, request="ItemBody",
+              "Catalog", "catalog.put_item", {200: "Item", 201: "Item"}, request="ItemBody", errors=(422,),
               path_params={"itemId": _catalog_id("The item's id", slash=False)}),
     Operation("get", "/catalog/items/{itemId}", "Items_Get", "One catalog item.", "admin", "Catalog", "catalog.read_item", {200: "Item"},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
@@ -349,7 +353,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "Deactivate an item (never proposed again; history keeps pointing at it).", "admin", "Catalog", "catalog.delete_item", {204: None},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
     Operation("post", "/catalog/items", "Items_Upsert", "Create or replace items in bulk (all or nothing).", "admin",
-              "Catalog", "catalog.post_items", {200: "ItemsResponse"}, request="ItemsRequest"),
+              "Catalog", "catalog.post_items", {200: "ItemsResponse"}, request="ItemsRequest", errors=(422,)),
     Operation("post", "/interactions", "Interactions_Add", "Add interactions in bulk (all or nothing).", "admin",
               "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
@@ -366,7 +370,8 @@ _ERROR_TEXT = {
     409: "Conflict: eventId already used, reward too late, or the event already learned.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json).",
-    422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",
+    422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, or an item "
+         "vector whose dimension differs from the catalog's.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
 

@@ -34,7 +34,9 @@ from personalize.config import Settings
 from personalize.db_health import DatabaseHealth
 from personalize.generator import CandidateRequest, Generator, ScoredItem, normalized
 from personalize.models import GeneratorModel, Item
-from personalize.plugins import UnknownGeneratorError, generator_classes, make_generator
+from personalize.plugins import (
+    UnknownGeneratorError, UntrainedGeneratorError, default_generators, generator_classes, make_generator,
+)
 
 __all__ = [
     "Candidate", "CandidateEngine", "UnknownGeneratorError", "CURRENT_ITEM_FEATURE",
@@ -73,10 +75,10 @@ class _Snapshot:
 
 def fit_generators(data: TrainingData, names: Sequence[str] | None = None,
                    settings: Settings | None = None) -> dict[str, tuple[Generator, float]]:
-    """Fit the named (default: every registered) generators, configured by ``settings`` when given;
-    returns each with its fit time in seconds."""
+    """Fit the named generators (default: ``default_generators``, with those of the ``generators`` setting),
+    configured by ``settings`` when given; returns each with its fit time in seconds."""
     fitted = {}
-    for name in names or list(generator_classes()):
+    for name in names or default_generators(settings.generator_names if settings else ()):
         generator = make_generator(name, settings)
         start = time.perf_counter()
         generator.fit(data)
@@ -196,9 +198,11 @@ class CandidateEngine:
         snapshot = self._snapshot
         if snapshot is None:
             raise RuntimeError("CandidateEngine.load() has not been called")
-        names = list(generators) if generators else [g.strip() for g in self.settings.generators.split(",") if g.strip()]
+        names = list(generators) if generators else list(self.settings.generator_names)
         for name in names:
             if name not in snapshot.generators:
+                if name in generator_classes():
+                    raise UntrainedGeneratorError(name, list(snapshot.generators))
                 raise UnknownGeneratorError(name, list(snapshot.generators))
         share = self.settings.serendipity if serendipity is None else serendipity
         request = CandidateRequest(user_id, current_item(context), self._inactive, seed)
@@ -256,19 +260,22 @@ class CandidateEngine:
         model_ids: dict[str, int] = {}
         trained_at: dict[str, float] = {}
         stale: list[str] = []
+        fitted_here = set(default_generators(self.settings.generator_names))
         with self.sessions() as session:
             newest = {name: row_id for name, row_id in session.execute(
                 select(GeneratorModel.name, func.max(GeneratorModel.id)).group_by(GeneratorModel.name)
             )}
             for name, cls in generator_classes().items():
                 row_id = newest.get(name)
+                if name not in fitted_here and row_id is None:
+                    continue  # fitted only when named: absent until trained
                 if current is not None and row_id is not None and current.model_ids.get(name) == row_id:
                     generators[name], trained_at[name] = current.generators[name], current.trained_at[name]
                     model_ids[name] = row_id
                 elif row_id is not None:
                     row = session.get_one(GeneratorModel, row_id)
                     generators[name], model_ids[name], trained_at[name] = cls.load(row.data), row_id, row.created_at
-                if name not in generators or (interval > 0 and now - trained_at[name] >= interval):
+                if name in fitted_here and (name not in generators or (interval > 0 and now - trained_at[name] >= interval)):
                     stale.append(name)
             item_features = {row.id: row.features or {} for row in session.execute(select(Item.id, Item.features))}
         if stale:

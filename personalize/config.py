@@ -153,6 +153,11 @@ class Settings:
         return f"sqlite:///{Path(self.data_dir).resolve() / 'personalize.db'}"
 
     @property
+    def generator_names(self) -> tuple[str, ...]:
+        """The ``generators`` setting as a tuple of names."""
+        return _split(self.generators)
+
+    @property
     def api_key_list(self) -> tuple[str, ...]:
         return _split(self.api_keys)
 

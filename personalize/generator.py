@@ -64,6 +64,10 @@ class Generator(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoConfig
+    #: Fitted when no generator is named (``personalize train``, ``POST /generators/train`` with no names, a server
+    #: fitting what has no stored model). False for generators whose fit is heavy (a neural model encoding the
+    #: catalog): they are fitted only when named, or listed in the ``generators`` setting.
+    fit_by_default: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import pluggy
 
@@ -17,7 +17,7 @@ from personalize.config import Settings
 from personalize.generator import Generator
 
 __all__ = [
-    "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError",
+    "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError", "UntrainedGeneratorError", "default_generators",
     "get_plugin_manager", "register_commands", "generator_classes", "make_generator",
 ]
 
@@ -48,6 +48,18 @@ class UnknownGeneratorError(ValueError):
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown generator {name!r}; known generators: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class UntrainedGeneratorError(UnknownGeneratorError):
+    """A registered generator that is fitted only when named (``fit_by_default`` False) and has no stored model yet."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        ValueError.__init__(self, f"generator {name!r} has no trained model: it is trained only when named "
+                                  f"(personalize train --generator {name}, POST /generators/train with "
+                                  f'{{"generators": ["{name}"]}}, or the generators setting); trained generators: '
+                                  f"{', '.join(known)}")
         self.name = name
         self.known = known
 
@@ -83,6 +95,11 @@ def generator_classes() -> dict[str, type[Generator]]:
                 )
             classes[cls.name] = cls
     return dict(sorted(classes.items()))
+
+
+def default_generators(configured: Sequence[str] = ()) -> list[str]:
+    """The generators fitted when none is named: every registered one with ``fit_by_default``, and ``configured`` ones."""
+    return [name for name, cls in generator_classes().items() if cls.fit_by_default or name in configured]
 
 
 def make_generator(name: str, settings: Settings | None = None) -> Generator:

@@ -80,6 +80,7 @@ def load_model(path: Path) -> Any:
 class TextEmbeddingGenerator(VectorGenerator):
     name = "text_embedding"
     Config = TextEmbeddingConfig
+    fit_by_default = False  # encoding a catalog takes minutes: trained when named, or listed in the generators setting
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:

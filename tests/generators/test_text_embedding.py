@@ -124,3 +124,16 @@ def test_a_refit_encodes_only_new_texts(monkeypatch: pytest.MonkeyPatch) -> None
     again.fit(TrainingData.build(items, []))
     assert encoded == ["A brand new documentary about bees"]
     np.testing.assert_allclose(again.index.vectors[1], generator.index.vectors[1], atol=1e-6)
+
+
+def test_fitted_only_when_named(client: Any) -> None:
+    """Encoding a catalog is slow: training all generators, or a server fitting what has no model, leaves it out."""
+    items = [{"id": "a", "title": "A film about the sea"}, {"id": "b", "title": "A film about boats"}]
+    assert client.post("/personalizer/v1.0/catalog/items", json={"items": items}).status_code == 200
+    assert client.post("/personalizer/v1.0/interactions", json={"interactions": [{"userId": "u", "itemId": "a"}]}).status_code == 201
+    trained = client.post("/personalizer/v1.0/generators/train")
+    assert trained.status_code == 200 and "text_embedding" not in trained.get_json()["trained"]
+    ranked = client.post("/personalizer/v1.0/rank", json={"userId": "u", "generators": ["text_embedding"]})
+    assert ranked.status_code == 422 and ranked.get_json()["error"]["code"] == "UnknownGenerator"
+    assert "has no trained model" in ranked.get_json()["error"]["message"]
+    assert "personalize train --generator text_embedding" in ranked.get_json()["error"]["message"]

@@ -16,7 +16,7 @@ into them, and error messages show scalars only (``brief``), never a deep value'
 
 An item's ``embedding`` is a vector computed by any model the user likes (a list of finite
 numbers, at most ``MAX_EMBEDDING_DIMENSION``); all vectors of a catalog share one dimension
-(``DimensionCheck``), and each is stored as little-endian float32 bytes (``embedding_bytes``).
+(``DimensionCheck``), and each is stored as little-endian float32 bytes (``embedding_vector`` reads them).
 Absent or null leaves a stored vector unchanged; an empty list removes it.
 """
 
@@ -358,8 +358,9 @@ def embedding_vector(data: bytes | None) -> np.ndarray | None:
 
 
 def catalog_dimension(session: Session) -> int | None:
-    """The dimension of the catalog's stored vectors (None when no item has one). One indexed-free probe:
-    the first item with a vector, since all share one dimension."""
+    """The dimension of the catalog's stored vectors (None when no item has one): that of the first item found
+    with a vector, since all share one. Two uploads racing into a catalog without vectors can both pass the
+    check (PostgreSQL); training then keeps the most common dimension (``_vector_matrix``)."""
     length = session.scalar(select(func.length(Item.embedding)).where(Item.embedding.is_not(None)).limit(1))
     return None if length is None else int(length) // _EMBEDDING_DTYPE.itemsize
 

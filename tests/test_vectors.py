@@ -66,3 +66,27 @@ def test_an_index_survives_pickling() -> None:
 def test_unit_rows_keeps_zero_rows() -> None:
     rows = unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert np.allclose(rows, [[0.6, 0.8], [0.0, 0.0]]) and rows.dtype == np.float32
+
+
+def test_concurrent_searches_give_the_sequential_answers() -> None:
+    """Rank calls run in several threads against one index (usearch's search with threads=1 from each)."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    queries = unit_rows(rng.standard_normal((160, DIMENSION)))
+    none = np.zeros(0, dtype=np.int64)
+    expected = [ANN.search(q, 30, none)[0] for q in queries]
+    wrong: list[int] = []
+
+    def work(start: int) -> None:
+        for _ in range(3):
+            for i in range(start, len(queries), 8):
+                if not np.array_equal(ANN.search(queries[i], 30, none)[0], expected[i]):
+                    wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

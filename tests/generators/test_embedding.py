@@ -1,4 +1,5 @@
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -90,3 +91,22 @@ def test_index_and_exact_search_agree_on_a_small_catalog() -> None:
         assert len(set(a) & set(b)) >= 9
     scores = [c.score for c in approximate.candidates(CandidateRequest(data.user_ids[0]), 10)]
     assert np.all(np.isfinite(scores))
+
+
+def test_vectors_sent_to_the_catalog_api_drive_rank(client: Any) -> None:
+    """The docs/embeddings.md example through the API on both backends: vectors in, nearest items out."""
+    items = [{"id": "m1", "title": "Alien", "embedding": [0.9, 0.1, 0.0, 0.2]},
+             {"id": "m2", "title": "Aliens", "embedding": [0.8, 0.2, 0.1, 0.2]},
+             {"id": "m3", "title": "Amelie", "embedding": [0.0, 0.9, 0.4, 0.1]},
+             {"id": "m4", "title": "Heat", "embedding": [0.1, 0.1, 0.9, 0.3]}]
+    assert client.post("/personalizer/v1.0/catalog/items", json={"items": items}).status_code == 200
+    assert client.post("/personalizer/v1.0/interactions",
+                       json={"interactions": [{"userId": "42", "itemId": "m1"}]}).status_code == 201
+    assert client.post("/personalizer/v1.0/generators/train", json={"generators": ["embedding"]}).status_code == 200
+    ranked = client.post("/personalizer/v1.0/rank", json={"userId": "42", "generators": ["embedding"], "numCandidates": 2})
+    assert ranked.status_code == 201, ranked.get_json()
+    proposed = {entry["id"]: entry["generators"][0] for entry in ranked.get_json()["ranking"]}
+    assert proposed["m2"]["rank"] == 1 and proposed["m4"]["rank"] == 2
+    more = client.post("/personalizer/v1.0/rank", json={"userId": "42", "generators": ["embedding"], "numCandidates": 1,
+                                                         "contextFeatures": [{"currentItemId": "m3"}]})
+    assert [entry["id"] for entry in more.get_json()["ranking"]] == ["m4"]

@@ -35,7 +35,9 @@ from personalize.db_health import DatabaseHealth
 from personalize.filters import CatalogColumns, ItemFilter
 from personalize.generator import CandidateRequest, Generator, ScoredItem, normalized
 from personalize.models import GeneratorModel, Item
-from personalize.plugins import UnknownGeneratorError, generator_classes, make_generator
+from personalize.plugins import (
+    UnknownGeneratorError, UntrainedGeneratorError, default_generators, generator_classes, make_generator,
+)
 
 __all__ = [
     "Candidate", "CandidateEngine", "UnknownGeneratorError", "CURRENT_ITEM_FEATURE",
@@ -73,11 +75,13 @@ class _Snapshot:
     columns: CatalogColumns  # the same items in catalog order (load_training_data's), for metadata filters
 
 
-def fit_generators(data: TrainingData, names: Sequence[str] | None = None) -> dict[str, tuple[Generator, float]]:
-    """Fit the named (default: every registered) generators; returns each with its fit time in seconds."""
+def fit_generators(data: TrainingData, names: Sequence[str] | None = None,
+                   settings: Settings | None = None) -> dict[str, tuple[Generator, float]]:
+    """Fit the named generators (default: ``default_generators``, with those of the ``generators`` setting),
+    configured by ``settings`` when given; returns each with its fit time in seconds."""
     fitted = {}
-    for name in names or list(generator_classes()):
-        generator = make_generator(name)
+    for name in names or default_generators(settings.generator_names if settings else ()):
+        generator = make_generator(name, settings)
         start = time.perf_counter()
         generator.fit(data)
         fitted[name] = (generator, time.perf_counter() - start)
@@ -204,9 +208,11 @@ class CandidateEngine:
         snapshot = self._snapshot
         if snapshot is None:
             raise RuntimeError("CandidateEngine.load() has not been called")
-        names = list(generators) if generators else [g.strip() for g in self.settings.generators.split(",") if g.strip()]
+        names = list(generators) if generators else list(self.settings.generator_names)
         for name in names:
             if name not in snapshot.generators:
+                if name in generator_classes():
+                    raise UntrainedGeneratorError(name, list(snapshot.generators))
                 raise UnknownGeneratorError(name, list(snapshot.generators))
         share = self.settings.serendipity if serendipity is None else serendipity
         excluded = self._inactive.union(exclude) if exclude else self._inactive
@@ -294,19 +300,22 @@ class CandidateEngine:
         model_ids: dict[str, int] = {}
         trained_at: dict[str, float] = {}
         stale: list[str] = []
+        fitted_here = set(default_generators(self.settings.generator_names))
         with self.sessions() as session:
             newest = {name: row_id for name, row_id in session.execute(
                 select(GeneratorModel.name, func.max(GeneratorModel.id)).group_by(GeneratorModel.name)
             )}
             for name, cls in generator_classes().items():
                 row_id = newest.get(name)
+                if name not in fitted_here and row_id is None:
+                    continue  # fitted only when named: absent until trained
                 if current is not None and row_id is not None and current.model_ids.get(name) == row_id:
                     generators[name], trained_at[name] = current.generators[name], current.trained_at[name]
                     model_ids[name] = row_id
                 elif row_id is not None:
                     row = session.get_one(GeneratorModel, row_id)
                     generators[name], model_ids[name], trained_at[name] = cls.load(row.data), row_id, row.created_at
-                if name not in generators or (interval > 0 and now - trained_at[name] >= interval):
+                if name in fitted_here and (name not in generators or (interval > 0 and now - trained_at[name] >= interval)):
                     stale.append(name)
             rows = session.execute(select(Item.id, Item.features).order_by(Item.id)).all()  # load_training_data's order
         item_features = {row.id: row.features or {} for row in rows}
@@ -314,7 +323,7 @@ class CandidateEngine:
         if stale:
             with self.sessions() as session:
                 data = load_training_data(session)
-            fitted = {name: generator for name, (generator, _) in fit_generators(data, stale).items()}
+            fitted = {name: generator for name, (generator, _) in fit_generators(data, stale, self.settings).items()}
             with self.sessions() as session:
                 ids = save_generators(session, fitted, now)
                 session.commit()

@@ -4,7 +4,7 @@ Data functions take a SQLAlchemy ``Session`` and leave commit/rollback to the ca
 import or an API call is one transaction: it is applied completely or not at all.
 
 Row fields use the API's camelCase names everywhere (API bodies, JSON lines, mapped CSV
-columns): items have ``id``, ``features``, ``createdAt``, ``active``; interactions have
+columns): items have ``id``, ``features``, ``createdAt``, ``active``, ``embedding``; interactions have
 ``userId``, ``itemId``, ``type``, ``value``, ``timestamp``, ``eventId``. Times are UNIX seconds
 or ISO 8601 strings, from year 1 to 9999 UTC (what ``datetime`` and the API's ISO answers can
 show). Ids follow the rule Rank's ids do (``id_problem``: non-empty, at most ``MAX_ID_LENGTH``
@@ -13,6 +13,11 @@ characters, no control characters) and are never trimmed: leading or trailing wh
 most ``MAX_INTERACTION_VALUE`` in magnitude, which the generators' float32 maths handle. Rows nest
 at most ``MAX_NESTING`` arrays and objects deep; deeper ones are refused before anything recurses
 into them, and error messages show scalars only (``brief``), never a deep value's repr.
+
+An item's ``embedding`` is a vector computed by any model the user likes (a list of finite
+numbers, at most ``MAX_EMBEDDING_DIMENSION``); all vectors of a catalog share one dimension
+(``DimensionCheck``), and each is stored as little-endian float32 bytes (``embedding_vector`` reads them).
+Absent or null leaves a stored vector unchanged; an empty list removes it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import math
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
@@ -28,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from personalize.features import MAX_MAGNITUDE
@@ -40,6 +46,7 @@ __all__ = [
     "upsert_items", "get_item", "deactivate_item", "add_interactions", "load_training_data", "item_json", "item_tokens",
     "MAX_ID_LENGTH", "MAX_INTERACTION_VALUE", "RATING_TYPE", "MAX_ITEM_FEATURES", "MAX_NESTING", "MIN_TIME", "MAX_TIME", "ID_FORBIDDEN",
     "ITEM_FIELDS", "ITEM_LOOKALIKES", "MAX_TYPE_LENGTH", "PATH_SEGMENT_IDS", "brief", "nesting_problem", "catalog_key",
+    "MAX_EMBEDDING_DIMENSION", "MIN_EMBEDDING_COMPONENT", "DimensionCheck", "catalog_dimension", "embedding_vector",
 ]
 
 MAX_ID_LENGTH = 256
@@ -66,10 +73,16 @@ MAX_ITEM_FEATURES = 1_000
 #: Times the API can store and show back: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UNIX seconds.
 MIN_TIME = -62135596800.0
 MAX_TIME = 253402300799.0
-ITEM_FIELDS = ("id", "features", "createdAt", "active")
+ITEM_FIELDS = ("id", "features", "createdAt", "active", "embedding")
 #: Item row keys that look like a misspelled field rather than a feature (compared without case, "_" or "-").
 _ITEM_LOOKALIKES = {"id": "id", "features": "features", "feature": "features", "createdat": "createdAt",
-                    "active": "active", "updatedat": "updatedAt"}
+                    "active": "active", "updatedat": "updatedAt", "embedding": "embedding", "embeddings": "embedding"}
+#: Most dimensions of an item vector: text-embedding models give 384 to 3,072.
+MAX_EMBEDDING_DIMENSION = 4096
+#: A vector needs a component at least this large in magnitude: smaller ones are zeros in float32's maths.
+MIN_EMBEDDING_COMPONENT = 1e-30
+#: How a vector is stored: little-endian float32, 4 bytes a dimension.
+_EMBEDDING_DTYPE = np.dtype("<f4")
 ITEM_LOOKALIKES = tuple(_ITEM_LOOKALIKES)
 #: The interaction type of explicit ratings: their value is the rating (``import movielens`` stores its ratings so).
 RATING_TYPE = "rating"
@@ -101,12 +114,21 @@ class RowError:
 
 @dataclass(frozen=True)
 class ItemIn:
-    """A validated item. ``created_at``/``active`` None mean "now"/True for new items, unchanged otherwise."""
+    """A validated item. ``created_at``/``active`` None mean "now"/True for new items, unchanged otherwise.
+
+    ``embedding``: the vector as float32 bytes; None leaves a stored one unchanged, ``b""`` removes it.
+    """
 
     id: str
     features: dict[str, Any]
     created_at: float | None = None
     active: bool | None = None
+    embedding: bytes | None = None
+
+    @property
+    def dimension(self) -> int:
+        """Dimensions of the vector sent (0 when none)."""
+        return len(self.embedding or b"") // _EMBEDDING_DTYPE.itemsize
 
 
 @dataclass(frozen=True)
@@ -309,7 +331,74 @@ def parse_item(row: Mapping[str, Any]) -> ItemIn:
         features=clean,
         created_at=None if created in (None, "") else _time(created, "createdAt"),
         active=None if active in (None, "") else _bool(active, "active"),
+        embedding=_embedding(row.get("embedding")),
     )
+
+
+def _embedding(value: Any) -> bytes | None:
+    """A vector as float32 bytes; None for "unchanged", b"" for "remove"."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidRow("embedding", f"embedding must be a list of numbers (the item's vector), not {brief(value)}")
+    if len(value) > MAX_EMBEDDING_DIMENSION:
+        raise InvalidRow("embedding", f"embedding has {len(value)} dimensions; at most {MAX_EMBEDDING_DIMENSION} are "
+                                      "accepted (reduce it, e.g. with the model's smaller output or PCA)")
+    for i, v in enumerate(value):
+        if not _feature_number(v):
+            raise InvalidRow("embedding", f"embedding[{i}] must be a finite number within +-{MAX_MAGNITUDE:g}, not "
+                                          f"{brief(v)}")
+    if value and not any(abs(v) >= MIN_EMBEDDING_COMPONENT for v in value):
+        raise InvalidRow("embedding", f"embedding is all zeros (no component of magnitude {MIN_EMBEDDING_COMPONENT:g} or "
+                                      "more); a vector needs a direction (items are compared by the angle between "
+                                      "vectors); send [] to remove the item's vector")
+    return np.asarray(value, dtype=_EMBEDDING_DTYPE).tobytes()
+
+
+def embedding_vector(data: bytes | None) -> np.ndarray | None:
+    """A stored vector as float32, or None."""
+    return None if not data else np.frombuffer(data, dtype=_EMBEDDING_DTYPE)
+
+
+def catalog_dimension(session: Session) -> int | None:
+    """The dimension of the catalog's stored vectors (None when no item has one): that of the first item found
+    with a vector, since all share one. Two uploads racing into a catalog without vectors can both pass the
+    check (PostgreSQL); training then keeps the most common dimension (``_vector_matrix``)."""
+    length = session.scalar(select(func.length(Item.embedding)).where(Item.embedding.is_not(None)).limit(1))
+    return None if length is None else int(length) // _EMBEDDING_DTYPE.itemsize
+
+
+class DimensionCheck:
+    """Every vector of a catalog has one dimension: the stored vectors', or in an empty catalog the first one sent.
+
+    ``problem(item)`` says what is wrong with one parsed item's vector, naming the expected and the
+    received dimension; calling the check raises it as that row's ``InvalidRow`` (for imports:
+    ``validate_rows(rows, lambda row: check(parse_item(row)))``).
+    """
+
+    def __init__(self, stored: int | None) -> None:
+        self.expected = stored
+        self.stored = stored is not None
+
+    def problem(self, item: ItemIn) -> str | None:
+        got = item.dimension
+        if not got:
+            return None
+        if self.expected is None:
+            self.expected = got
+            return None
+        if got == self.expected:
+            return None
+        where = "the catalog's stored vectors have" if self.stored else "the first vector in this upload has"
+        return (f"embedding has {got} dimensions but {where} {self.expected}; every item of a catalog needs the same "
+                f"dimension (expected {self.expected}, got {got}). To switch models, first remove the old vectors "
+                "(send \"embedding\": [] per item)")
+
+    def __call__(self, item: ItemIn) -> ItemIn:
+        message = self.problem(item)
+        if message is not None:
+            raise InvalidRow("embedding", message)
+        return item
 
 
 def parse_interaction(row: Mapping[str, Any], default_type: str = "view", now: float | None = None) -> InteractionIn:
@@ -377,7 +466,7 @@ def upsert_items(session: Session, items: Sequence[ItemIn], now: float | None = 
         existing.update(session.scalars(select(Item.id).where(Item.id.in_(ids[start:start + _CHUNK]))))
     new = [
         {"id": i.id, "features": i.features, "created_at": now if i.created_at is None else i.created_at,
-         "updated_at": now, "active": True if i.active is None else i.active}
+         "updated_at": now, "active": True if i.active is None else i.active, "embedding": i.embedding or None}
         for i in latest.values() if i.id not in existing
     ]
     changed = []
@@ -388,6 +477,8 @@ def upsert_items(session: Session, items: Sequence[ItemIn], now: float | None = 
                 row["created_at"] = i.created_at
             if i.active is not None:
                 row["active"] = i.active
+            if i.embedding is not None:
+                row["embedding"] = i.embedding or None
             changed.append(row)
     if new:
         session.execute(insert(Item), new)
@@ -442,8 +533,12 @@ def item_json(item: Item) -> dict[str, Any]:
     def iso(ts: float) -> str:
         return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
-    return {"id": item.id, "features": item.features, "createdAt": iso(item.created_at),
-            "updatedAt": iso(item.updated_at), "active": item.active}
+    out = {"id": item.id, "features": item.features, "createdAt": iso(item.created_at),
+           "updatedAt": iso(item.updated_at), "active": item.active}
+    vector = embedding_vector(item.embedding)
+    if vector is not None:
+        out["embedding"] = [float(str(x)) for x in vector]  # float32's shortest text: 0.1, not 0.10000000149
+    return out
 
 
 def catalog_key(item_ids: Iterable[str]) -> bytes:
@@ -466,6 +561,9 @@ class TrainingData:
     dropped. ``user_items`` sums the positive values per (user, item): the implicit-feedback
     matrix that collaborative filtering learns from. ``is_rating`` marks explicit ratings, whose
     value is the rating itself (interactions of type ``RATING_TYPE``), for rating predictors (svd).
+    ``item_vectors`` holds the catalog's
+    ``embedding`` vectors, one float32 row per item, a row of zeros for an item without one
+    (None when no item has one).
     """
 
     item_ids: tuple[str, ...]
@@ -478,17 +576,19 @@ class TrainingData:
     values: np.ndarray
     timestamps: np.ndarray
     is_rating: np.ndarray
+    item_vectors: np.ndarray | None = None
 
     @classmethod
     def build(
         cls,
-        items: Iterable[tuple[str, dict[str, Any], float, bool]],
+        items: Iterable[tuple[str, dict[str, Any], float, bool] | tuple[str, dict[str, Any], float, bool, Any]],
         interactions: Iterable[tuple[str, str, float, float] | tuple[str, str, float, float, str]],
     ) -> "TrainingData":
-        """From ``(id, features, created_at, active)`` items and ``(user, item, value, timestamp[, type])`` rows.
+        """From ``(id, features, created_at, active[, embedding])`` items and ``(user, item, value, timestamp[, type])`` rows.
 
-        A row without a type is taken as a rating (``(user, item, rating, timestamp)`` is how the
-        MovieLens loaders and hand-built test data come); the store's rows always carry their type.
+        An embedding is float32 bytes as stored, a list of numbers, or None. A row without a type is taken
+        as a rating (``(user, item, rating, timestamp)`` is how the MovieLens loaders and hand-built test
+        data come); the store's rows always carry their type.
         """
         item_rows = list(items)
         index = {row[0]: i for i, row in enumerate(item_rows)}
@@ -514,6 +614,7 @@ class TrainingData:
             values=np.array(values, dtype=np.float64),
             timestamps=np.array(stamps, dtype=np.float64),
             is_rating=np.array(ratings, dtype=bool),
+            item_vectors=_vector_matrix([row[4] if len(row) > 4 else None for row in item_rows]),
         )
 
     def with_interactions(self, mask: np.ndarray) -> "TrainingData":
@@ -556,14 +657,30 @@ class TrainingData:
         return matrix
 
 
+def _vector_matrix(vectors: Sequence[Any]) -> np.ndarray | None:
+    """One float32 row per item (zeros for none). Vectors of another dimension than the most common one
+    (only possible if two uploads raced in an empty catalog) are left out, as if missing."""
+    arrays = [None if v is None else (embedding_vector(v) if isinstance(v, (bytes, bytearray, memoryview))
+                                      else np.asarray(v, dtype=_EMBEDDING_DTYPE)) for v in vectors]
+    dims = Counter(len(a) for a in arrays if a is not None and len(a))
+    if not dims:
+        return None
+    dimension = dims.most_common(1)[0][0]
+    matrix = np.zeros((len(arrays), dimension), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        if a is not None and len(a) == dimension:
+            matrix[i] = a
+    return matrix
+
+
 def load_training_data(session: Session) -> TrainingData:
     """Everything in the store, for ``fit``: all items (inactive ones too, generators skip them) and interactions."""
-    items = session.execute(select(Item.id, Item.features, Item.created_at, Item.active).order_by(Item.id))
+    items = session.execute(select(Item.id, Item.features, Item.created_at, Item.active, Item.embedding).order_by(Item.id))
     interactions = session.execute(
         select(Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp, Interaction.type)
         .order_by(Interaction.timestamp, Interaction.id)
     )
     return TrainingData.build(
-        ((row.id, row.features or {}, row.created_at, row.active) for row in items),
+        ((row.id, row.features or {}, row.created_at, row.active, row.embedding) for row in items),
         ((row.user_id, row.item_id, row.value, row.timestamp, row.type) for row in interactions),
     )

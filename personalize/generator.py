@@ -22,6 +22,7 @@ import numpy as np
 from scipy import sparse
 
 from personalize.catalog import TrainingData
+from personalize.config import Settings
 
 __all__ = ["AllowedItems", "CandidateRequest", "Source", "ScoredItem", "Generator", "ScoringGenerator", "NoConfig", "RatingPredictor",
            "normalized"]
@@ -101,9 +102,21 @@ class Generator(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoConfig
+    #: Fitted when no generator is named (``personalize train``, ``POST /generators/train`` with no names, a server
+    #: fitting what has no stored model). False for generators whose fit is heavy (a neural model encoding the
+    #: catalog): they are fitted only when named, or listed in the ``generators`` setting.
+    fit_by_default: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """A new generator configured from the service's settings; the default ignores them.
+
+        Override it when a setting chooses something only the deployment knows (a model's path).
+        """
+        return cls()
 
     @abstractmethod
     def fit(self, data: TrainingData) -> None:

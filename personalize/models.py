@@ -128,6 +128,8 @@ class Item(Base):
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    #: The item's vector (catalog ``embedding``) as little-endian float32 bytes; one dimension per catalog.
+    embedding: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
 
 
 class Interaction(Base):

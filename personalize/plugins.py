@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import pluggy
 
 from personalize import hookspecs
+from personalize.config import Settings
 from personalize.generator import Generator
 
 __all__ = [
-    "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError",
+    "DEFAULT_PLUGINS", "PluginError", "UnknownGeneratorError", "UntrainedGeneratorError", "default_generators",
     "get_plugin_manager", "register_commands", "generator_classes", "make_generator", "context_features",
 ]
 
@@ -31,6 +32,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.item2vec",
     "plugins.content",
     "plugins.hybrid",
+    "plugins.embedding",
+    "plugins.text_embedding",
     "plugins.serendipity",
     "plugins.time_context",
     "plugins.device_context",
@@ -49,6 +52,18 @@ class UnknownGeneratorError(ValueError):
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown generator {name!r}; known generators: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class UntrainedGeneratorError(UnknownGeneratorError):
+    """A registered generator that is fitted only when named (``fit_by_default`` False) and has no stored model yet."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        ValueError.__init__(self, f"generator {name!r} has no trained model: it is trained only when named "
+                                  f"(personalize train --generator {name}, POST /generators/train with "
+                                  f'{{"generators": ["{name}"]}}, or the generators setting); trained generators: '
+                                  f"{', '.join(known)}")
         self.name = name
         self.known = known
 
@@ -86,12 +101,17 @@ def generator_classes() -> dict[str, type[Generator]]:
     return dict(sorted(classes.items()))
 
 
-def make_generator(name: str) -> Generator:
-    """A new, unfitted generator with its default config."""
+def default_generators(configured: Sequence[str] = ()) -> list[str]:
+    """The generators fitted when none is named: every registered one with ``fit_by_default``, and ``configured`` ones."""
+    return [name for name, cls in generator_classes().items() if cls.fit_by_default or name in configured]
+
+
+def make_generator(name: str, settings: Settings | None = None) -> Generator:
+    """A new, unfitted generator with its default config, or the config ``settings`` give it (``from_settings``)."""
     classes = generator_classes()
     if name not in classes:
         raise UnknownGeneratorError(name, list(classes))
-    return classes[name]()
+    return classes[name]() if settings is None else classes[name].from_settings(settings)
 
 
 def context_features(context: Any) -> list[dict[str, Any]]:

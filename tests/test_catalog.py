@@ -348,3 +348,130 @@ def test_ratings_keep_the_latest_rating_per_user_and_item(rows: list[tuple[str, 
     got = {(data.user_ids[u], data.item_ids[i]): v for u, i, v in zip(users, positions, values)}
     assert got == {pair: v for pair, (_, _, v) in expected.items()}
     assert data.with_interactions(data.values > 2).is_rating.tolist() == data.is_rating[data.values > 2].tolist()
+
+
+# Item vectors: the catalog's `embedding` field.
+
+def _vectors(sessions: sessionmaker[Session]) -> dict[str, list[float] | None]:
+    with sessions() as session:
+        return {row.id: None if row.embedding is None else np.frombuffer(row.embedding, "<f4").tolist()
+                for row in session.execute(select(Item.id, Item.embedding))}
+
+
+def test_embeddings_are_stored_as_float32_and_read_back(client: Any, sessions: sessionmaker[Session]) -> None:
+    put = client.put(f"{ITEMS}/a", json={"title": "A", "embedding": [0.1, -2, 3.5]})
+    assert put.status_code == 201 and put.json["embedding"] == [0.1, -2.0, 3.5] and put.json["features"] == {"title": "A"}
+    assert client.post(ITEMS, json={"items": [{"id": "b", "embedding": [1, 0, 0]}, {"id": "c"}]}).status_code == 200
+    with sessions() as session:
+        assert len(session.get_one(Item, "a").embedding) == 12  # 3 float32
+    assert _vectors(sessions) == {"a": pytest.approx([0.1, -2.0, 3.5]), "b": [1.0, 0.0, 0.0], "c": None}
+    assert "embedding" not in client.get(f"{ITEMS}/c").json
+    # absent or null keeps the vector; [] removes it
+    assert client.put(f"{ITEMS}/a", json={"title": "A2"}).json["embedding"] == [0.1, -2.0, 3.5]
+    assert client.put(f"{ITEMS}/a", json={"title": "A2", "embedding": None}).json["embedding"] == [0.1, -2.0, 3.5]
+    assert "embedding" not in client.put(f"{ITEMS}/a", json={"embedding": []}).json
+    with sessions() as session:
+        data = load_training_data(session)
+    assert data.item_vectors is not None and data.item_vectors.shape == (3, 3)
+    assert data.item_vectors[data.item_index["b"]].tolist() == [1.0, 0.0, 0.0] and not data.item_vectors[data.item_index["a"]].any()
+
+
+def test_a_vector_of_the_wrong_dimension_is_a_422_naming_expected_and_got(client: Any, sessions: sessionmaker[Session]) -> None:
+    assert client.put(f"{ITEMS}/a", json={"embedding": [1, 2, 3]}).status_code == 201
+    wrong = client.put(f"{ITEMS}/b", json={"embedding": [1, 2]})
+    assert wrong.status_code == 422 and wrong.json["error"]["target"] == "embedding"
+    assert wrong.json["error"]["code"] == "DimensionMismatch" and "expected 3, got 2" in wrong.json["error"]["message"]
+    bulk = client.post(ITEMS, json={"items": [{"id": "c", "embedding": [1, 2, 3]}, {"id": "d", "embedding": [1, 2, 3, 4]}]})
+    assert bulk.status_code == 422 and bulk.json["error"]["target"] == "items[1].embedding"
+    assert "items[1].embedding" in bulk.json["error"]["message"] and "expected 3, got 4" in bulk.json["error"]["message"]
+    assert set(_vectors(sessions)) == {"a"}, "nothing stored half-way"
+
+
+def test_the_first_upload_sets_the_dimension_of_an_empty_catalog(client: Any, sessions: sessionmaker[Session]) -> None:
+    bulk = client.post(ITEMS, json={"items": [{"id": "a", "embedding": [1, 2]}, {"id": "b"}, {"id": "c", "embedding": [1, 2, 3]}]})
+    assert bulk.status_code == 422 and "items[2].embedding" in bulk.json["error"]["message"]
+    # a bad row is a 400 first, whatever the dimensions
+    assert client.post(ITEMS, json={"items": [{"id": "a", "embedding": [1, 2]}, {"id": "c", "embedding": [1, 2, 3]},
+                                              {"id": "_", "features": {"_x": 1}}]}).status_code == 400
+    assert "first vector in this upload has 2" in bulk.json["error"]["message"]
+    assert _count(sessions, Item) == 0
+    # removing every vector frees the dimension for another model
+    assert client.post(ITEMS, json={"items": [{"id": "a", "embedding": [1, 2]}]}).status_code == 200
+    assert client.put(f"{ITEMS}/a", json={"embedding": []}).status_code == 200
+    assert client.put(f"{ITEMS}/a", json={"embedding": [1, 2, 3, 4]}).status_code == 200
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("0.5", "is invalid"), ([1, "2"], "is invalid"), ([1, True], "is invalid"), ([[1.0]], "is invalid"),
+    ([1e39], "is invalid"), ([0, 0, 0], "not all zeros"), ([0, 1e-31, -1e-40], "not all zeros"), ({"x": 1}, "is invalid"),
+    (list(range(1, 4098)), "is invalid"),
+])
+def test_embeddings_that_are_not_finite_vectors_are_a_400(client: Any, sessions: sessionmaker[Session], bad: Any,
+                                                         why: str) -> None:
+    for response in (client.put(f"{ITEMS}/a", json={"embedding": bad}),
+                     client.post(ITEMS, json={"items": [{"id": "a", "embedding": bad}]})):
+        assert response.status_code == 400, response.json
+        assert "embedding" in response.json["error"]["message"] and why in response.json["error"]["message"]
+    assert _count(sessions, Item) == 0
+
+
+def test_parse_item_checks_embeddings_without_the_schema() -> None:
+    """The same rules for `personalize import` (no JSON schema in front of it)."""
+    for bad, message in [([1, float("nan")], r"embedding\[1\] must be a finite number"), ([1, float("inf")], "finite"),
+                         ("1 2", "must be a list of numbers"), ([1, "x"], r"embedding\[1\]"), ([0.0, 0.0], "all zeros"),
+                         ([1e-31, -1e-40], "all zeros"),
+                         ([1.0] * 4097, "at most 4096")]:
+        with pytest.raises(InvalidRow, match=message) as error:
+            parse_item({"id": "a", "embedding": bad})
+        assert error.value.field == "embedding"
+    assert parse_item({"id": "a", "embedding": []}).embedding == b""
+    assert parse_item({"id": "a"}).embedding is None
+    with pytest.raises(InvalidRow, match="misspelled embedding"):
+        parse_item({"id": "a", "Embeddings": [1.0]})
+
+
+def test_import_items_with_embeddings(tmp_path: Path, database_url: str, sessions: sessionmaker[Session]) -> None:
+    runner = CliRunner()
+    csv_file = _write(tmp_path / "items.csv", 'id,title,embedding\na,A,0.5 1 -1\nb,B,"1,2,3"\nc,C,\nd,D,1 2\ne,E,1 x 3\n')
+    result = runner.invoke(cli, ["import", "items", str(csv_file), "--database-url", database_url])
+    assert result.exit_code == 1
+    assert "line 5: embedding:" in result.output and "expected 3, got 2" in result.output
+    assert "line 6: embedding: embedding must be numbers" in result.output
+    assert "items: loaded 3, rejected 2" in result.output
+    lines = [{"id": "f", "embedding": [3, 2, 1]}, {"id": "g", "embedding": [1, 2, 3, 4]}]
+    jsonl = _write(tmp_path / "items.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
+    result = runner.invoke(cli, ["import", "items", str(jsonl), "--all-or-nothing", "--database-url", database_url])
+    assert result.exit_code == 1 and "line 2: embedding:" in result.output and "catalog's stored vectors have 3" in result.output
+    assert _vectors(sessions) == {"a": [0.5, 1.0, -1.0], "b": [1.0, 2.0, 3.0], "c": None}
+
+
+def test_migration_adds_the_embedding_column_and_keeps_items(database_url: str) -> None:
+    from sqlalchemy import inspect, text
+
+    engine = make_engine(database_url)
+    upgrade_schema(engine, "0003")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO items (id, features, created_at, updated_at, active) "
+                                "VALUES ('old', '{\"t\": 1}', 1.0, 1.0, true)"))
+    upgrade_schema(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        old = session.get_one(Item, "old")
+        assert old.features == {"t": 1} and old.embedding is None
+        upsert_items(session, [parse_item({"id": "old", "embedding": [1.0, 2.0]})])
+        session.commit()
+        assert catalog.catalog_dimension(session) == 2
+        assert "embedding" in {c["name"] for c in inspect(session.connection()).get_columns("items")}
+    from alembic import command
+    from alembic.config import Config
+
+    from personalize.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:  # and back down
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    with engine.connect() as connection:
+        assert "embedding" not in {c["name"] for c in inspect(connection).get_columns("items")}
+    engine.dispose()

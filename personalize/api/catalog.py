@@ -22,8 +22,8 @@ from flask import Blueprint, Response, jsonify, request
 from personalize.api._common import json_body, service
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    RowError, add_interactions, deactivate_item, get_item, item_json, parse_interaction, parse_item,
-    upsert_items, validate_rows,
+    DimensionCheck, ItemIn, RowError, add_interactions, catalog_dimension, deactivate_item, get_item, item_json, parse_interaction,
+    parse_item, upsert_items, validate_rows,
 )
 from personalize.models import Item
 
@@ -38,10 +38,21 @@ def _body(schema: str) -> dict[str, Any]:
     return body
 
 
-def _rejected(key: str, errors: list[RowError]) -> ApiError:
+def _rejected(key: str, errors: list[RowError], status: int = 400, code: str = "InvalidRows", field: str = "") -> ApiError:
     details = "; ".join(f"{key}[{e.line}].{e.field}: {e.message}" for e in errors[:10])
     more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-    return ApiError(400, "InvalidRows", f"{len(errors)} row(s) rejected, nothing stored: {details}{more}", f"{key}[{errors[0].line}]")
+    target = f"{key}[{errors[0].line}]" + (f".{field}" if field else "")
+    return ApiError(status, code, f"{len(errors)} row(s) rejected, nothing stored: {details}{more}", target)
+
+
+def _dimension_errors(session: Any, items: list[ItemIn]) -> list[RowError]:
+    """Rows (all good, so their index is their position in the body) whose vector has another dimension than the
+    catalog's. A 422, not a 400: each row is well-formed, and which dimension is right depends on what is stored."""
+    if not any(item.dimension for item in items):
+        return []
+    check = DimensionCheck(catalog_dimension(session))
+    return [RowError(line, "embedding", message) for line, item in enumerate(items)
+            if (message := check.problem(item)) is not None]
 
 
 @bp.put("/catalog/items/<item_id>")
@@ -53,6 +64,9 @@ def put_item(item_id: str) -> tuple[Response, int]:
     if errors:
         raise ApiError(400, "InvalidItem", errors[0].message, errors[0].field)
     with service().sessions() as session:
+        mismatched = _dimension_errors(session, items)
+        if mismatched:
+            raise ApiError(422, "DimensionMismatch", mismatched[0].message, "embedding")
         inserted, _ = upsert_items(session, items)
         session.commit()
         return jsonify(item_json(session.get_one(Item, items[0].id))), 201 if inserted else 200
@@ -65,6 +79,9 @@ def post_items() -> tuple[Response, int]:
     if errors:
         raise _rejected("items", errors)
     with service().sessions() as session:
+        mismatched = _dimension_errors(session, items)
+        if mismatched:
+            raise _rejected("items", mismatched, 422, "DimensionMismatch", "embedding")
         inserted, updated = upsert_items(session, items)
         session.commit()
     return jsonify({"inserted": inserted, "updated": updated}), 200

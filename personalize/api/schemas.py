@@ -21,7 +21,7 @@ import orjson
 
 from personalize.api.errors import ApiError
 from personalize.catalog import (
-    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
+    ID_FORBIDDEN, ITEM_FIELDS, ITEM_LOOKALIKES, MAX_EMBEDDING_DIMENSION, MIN_EMBEDDING_COMPONENT, MAX_ID_LENGTH, MAX_INTERACTION_VALUE, MAX_NESTING, MAX_TIME,
     MAX_TYPE_LENGTH, MIN_TIME, PATH_SEGMENT_IDS, nesting_problem,
 )
 from personalize.config import Settings
@@ -157,6 +157,20 @@ def _item_filter() -> dict[str, Any]:
                        "when none does; values compare within their type; null means the feature is absent. "
                        "See docs/api.md.",
     }
+_EMBEDDING = {
+    "type": ["array", "null"], "maxItems": MAX_EMBEDDING_DIMENSION,
+    "items": {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE,
+              "description": f"A vector's components are finite numbers within +-{MAX_MAGNITUDE:g} (vectors are "
+                             "compared by angle, so any scale works)."},
+    "if": {"type": "array", "minItems": 1},
+    "then": {"contains": {"anyOf": [{"minimum": MIN_EMBEDDING_COMPONENT}, {"maximum": -MIN_EMBEDDING_COMPONENT}]},
+             "description": f"A vector is not all zeros: one component at least is {MIN_EMBEDDING_COMPONENT:g} or more "
+                            "in magnitude (send [] to remove an item's vector)."},
+    "description": f"The item's vector from any embedding model: up to {MAX_EMBEDDING_DIMENSION} finite numbers, not all "
+                   "zero; every item of a catalog has the same dimension (the stored vectors', else the first one sent): "
+                   "another one is a 422 DimensionMismatch naming expected and got. Absent or null keeps the stored vector; [] removes it. The `embedding` generator proposes the items nearest to a user's "
+                   "recent items (cosine similarity).",
+}
 
 
 def _lookalike_pattern() -> str:
@@ -171,7 +185,8 @@ def _item_row(id_required: bool) -> dict[str, Any]:
         "properties": {"id": _catalog_id("The item's id", slash=False),
                        "features": {"type": ["object", "null"], "propertyNames": _KEY, "additionalProperties": _FLAT_VALUE,
                                     "description": "The item's features (flat)."},
-                       "createdAt": _TIME, "active": {"type": ["boolean", "null"]}},
+                       "createdAt": _TIME, "active": {"type": ["boolean", "null"]},
+                       "embedding": _EMBEDDING},
         "required": ["id"] if id_required else [],
         "propertyNames": {"anyOf": [{"enum": list(ITEM_FIELDS)}, {**_KEY, "not": {"pattern": _lookalike_pattern()}}],
                           "description": f"Item fields are {', '.join(ITEM_FIELDS)}; other keys are features (not a "
@@ -292,7 +307,9 @@ def components(settings: Settings) -> dict[str, Any]:
             "type": "object", "required": ["id", "features", "createdAt", "updatedAt", "active"],
             "properties": {"id": {"type": "string"}, "features": {"type": "object"},
                            "createdAt": {"type": "string", "format": "date-time"},
-                           "updatedAt": {"type": "string", "format": "date-time"}, "active": {"type": "boolean"}},
+                           "updatedAt": {"type": "string", "format": "date-time"}, "active": {"type": "boolean"},
+                           "embedding": {"type": "array", "items": {"type": "number"},
+                                         "description": "The item's vector, when it has one."}},
         },
         "ItemsRequest": {
             "type": "object", "required": ["items"], "additionalProperties": False,
@@ -415,7 +432,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/health", "Health_Get", "Liveness probe: 503 while the database is unreachable.", "open",
               "Status", "status.health", {200: "Health"}),
     Operation("put", "/catalog/items/{itemId}", "Items_Put", "Create (201) or replace (200) one catalog item.", "admin",
-              "Catalog", "catalog.put_item", {200: "Item", 201: "Item"}, request="ItemBody",
+              "Catalog", "catalog.put_item", {200: "Item", 201: "Item"}, request="ItemBody", errors=(422,),
               path_params={"itemId": _catalog_id("The item's id", slash=False)}),
     Operation("get", "/catalog/items/{itemId}", "Items_Get", "One catalog item.", "admin", "Catalog", "catalog.read_item", {200: "Item"},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
@@ -423,7 +440,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "Deactivate an item (never proposed again; history keeps pointing at it).", "admin", "Catalog", "catalog.delete_item", {204: None},
               path_params={"itemId": _ITEM_ID_PATH}, errors=(404,)),
     Operation("post", "/catalog/items", "Items_Upsert", "Create or replace items in bulk (all or nothing).", "admin",
-              "Catalog", "catalog.post_items", {200: "ItemsResponse"}, request="ItemsRequest"),
+              "Catalog", "catalog.post_items", {200: "ItemsResponse"}, request="ItemsRequest", errors=(422,)),
     Operation("post", "/interactions", "Interactions_Add", "Add interactions in bulk (all or nothing).", "admin",
               "Catalog", "catalog.post_interactions", {201: "InteractionsResponse"}, request="InteractionsRequest"),
     Operation("post", "/generators/train", "Generators_Train", "Fit the candidate generators on the store now.", "admin",
@@ -479,7 +496,8 @@ _ERROR_TEXT = {
     409: "Conflict: eventId already used, reward too late, or the event already learned.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json); model files: application/octet-stream.",
-    422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",
+    422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, or an item "
+         "vector whose dimension differs from the catalog's.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
 

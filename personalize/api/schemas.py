@@ -385,7 +385,7 @@ OPERATIONS: tuple[Operation, ...] = (
               path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
     Operation("post", "/multislot/rank", "MultiSlot_Rank", "Rank actions for several slots: a distinct one per slot.",
               "client", "MultiSlot", "multislot.rank", {201: "MultiSlotRankResponse"}, request="MultiSlotRankRequest",
-              errors=(409,), links={"Reward": "MultiSlotEvents_Reward", "Activate": "MultiSlotEvents_Activate"}),
+              errors=(409,)),
     Operation("post", "/multislot/events/{eventId}/reward", "MultiSlotEvents_Reward",
               "Report rewards of a multi-slot event's slots.", "client", "MultiSlot", "multislot.reward", {204: None},
               request="MultiSlotRewardRequest", path_params={"eventId": _EVENT_ID}, errors=(404, 409)),

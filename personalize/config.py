@@ -24,9 +24,10 @@ __all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLIC
 ACTION_ID_MODES = ("auto", "cross", "bias", "off")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 #: VW arguments of the multi-slot (conditional contextual bandit) learner: slot features are group
-#: ``s``, so ``-q sa`` crosses them with the actions; VW's CCB adds a copy of every interaction per
-#: slot position. Chosen by measurement: see docs/learning-policy.md, "Multi-slot".
-DEFAULT_MULTISLOT_LEARNING_POLICY = "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa -l 2"
+#: ``s``, so ``-q sa`` crosses them with the actions and ``--cubic csa`` learns context x action per
+#: slot; VW's CCB adds a copy of every interaction per slot position. Chosen by measurement: see
+#: docs/learning-policy.md, "Multi-slot" (bench/multislot_policy.py).
+DEFAULT_MULTISLOT_LEARNING_POLICY = "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa -l 2"
 
 
 class SettingsError(ValueError):

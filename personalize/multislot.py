@@ -30,7 +30,7 @@ import orjson
 from personalize.api.errors import ApiError
 from personalize.api.schemas import RequestSchemas
 from personalize.features import (
-    ACTION_ID_NAMESPACE, ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces,
+    ACTION_ID_NAMESPACE, ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces, vw_feature_count,
 )
 from personalize.limits import RankLimits
 from personalize.ranker import Explorer
@@ -135,28 +135,37 @@ def parse_slot_rewards(body: Any, schemas: RequestSchemas) -> list[tuple[str, fl
 
 
 def check_crossed(limits: RankLimits, request: MultiSlotRequest) -> None:
-    """A 400 when VW would form more than max_crossed_features for this Rank: for each slot, the context's and
-    the slot's features (counted together, as the context: ``-q ca -q sa`` forms (c + s) x a of them) crossed
-    with every action's, twice (VW's CCB adds a copy of each interaction per slot position). The cheap bound
-    first, as for single-slot Rank (limits.RankLimits.check_crossed); the exact count only when it is over."""
-    crossed, example = limits.interactions.crossed, limits._example
-    bound = 0
-    for slot in request.slots:
-        context = request.context_features + slot.features
-        bound += 2 * sum(crossed(example(context, n, n > 0)) for n in request.action_features)
-    if bound <= limits.max_crossed_features:
+    """A 400 when VW would form more than max_crossed_features for this Rank: for each slot, the learning
+    policy's interactions over the context's (group c), the slot's (s) and each action's (a) features, twice
+    (VW's CCB adds a copy of each interaction with the slot's position). A cheap bound first, from the
+    counts the parse made, as single-slot Rank does (limits.RankLimits.check_crossed); the exact count only
+    when that bound is over the limit."""
+    if _crossed(limits, request, exact=False) <= limits.max_crossed_features:
         return
-    total = sum(2 * limits.crossed({**request.context, **slot.namespaces}, request.actions) for slot in request.slots)
+    total = _crossed(limits, request, exact=True)
     if total > limits.max_crossed_features:
         terms = " ".join(limits.interactions.terms) or "none"
         raise ApiError(
             400, "TooManyCrossedFeatures",
             f"This multi-slot Rank would make VW form {total} crossed features (the multi-slot learning policy's "
-            f"interactions, {terms}, over the context's and each slot's features and each of the {len(request.actions)} "
-            f"actions' features, for each of the {len(request.slots)} slots); at most {limits.max_crossed_features} are "
+            f"interactions, {terms}, over the context's, each slot's and each of the {len(request.actions)} actions' "
+            f"features, for each of the {len(request.slots)} slots); at most {limits.max_crossed_features} are "
             "accepted (setting max_crossed_features): send fewer features, actions or slots, or raise "
             "PERSONALIZE_MAX_CROSSED_FEATURES.", "slots",
         )
+
+
+def _crossed(limits: RankLimits, request: MultiSlotRequest, exact: bool) -> int:
+    context = vw_feature_count(request.context) if exact else request.context_features
+    actions = ([vw_feature_count(ns) for _, ns in request.actions] if exact else request.action_features)
+    total = 0
+    for slot in request.slots:
+        slot_count = vw_feature_count(slot.namespaces) if exact else slot.features
+        for (_, namespaces), count in zip(request.actions, actions):
+            counts = limits._example(context, count, bool(namespaces))  # the context and the action, as single-slot
+            counts[SLOT_INDEX] = slot_count
+            total += 2 * limits.interactions.crossed(counts)
+    return total
 
 
 # -- choosing ----------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ from personalize.dsjson import multislot_line
 from personalize.multislot import SlotRanker, parse_multislot_request
 
 POLICIES = [
-    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa -l 2",
-    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa",
-    "--ccb_explore_adf --epsilon 0.05 --cb_type mtr -q ca -q sa",
-    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa -l 2",
+    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa",  # the default
+    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa -l 2",  # the single-slot default's rate
+    "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa -l 2",  # the single-slot default's shape
+    "--ccb_explore_adf --epsilon 0.05 --cb_type mtr -q ca -q sa --cubic csa",  # epsilon-greedy
 ]
 
 

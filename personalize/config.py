@@ -27,7 +27,7 @@ DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 #: ``s``, so ``-q sa`` crosses them with the actions and ``--cubic csa`` learns context x action per
 #: slot; VW's CCB adds a copy of every interaction per slot position. Chosen by measurement: see
 #: docs/learning-policy.md, "Multi-slot" (bench/multislot_policy.py).
-DEFAULT_MULTISLOT_LEARNING_POLICY = "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa -l 2"
+DEFAULT_MULTISLOT_LEARNING_POLICY = "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa"
 
 
 class SettingsError(ValueError):

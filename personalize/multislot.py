@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
@@ -64,7 +64,6 @@ class MultiSlotRequest:
     action_features: list[int]
     slots: list[Slot]
     defer: bool
-    budget: FeatureBudget = field(default_factory=lambda: FeatureBudget(0))
 
 
 def parse_multislot_request(body: Any, schemas: RequestSchemas, max_features: int) -> MultiSlotRequest:
@@ -124,7 +123,6 @@ def parse_multislot_request(body: Any, schemas: RequestSchemas, max_features: in
     return MultiSlotRequest(
         event_id=body.get("eventId") or uuid.uuid4().hex, context=context, context_features=context_features,
         actions=actions, action_features=action_features, slots=slots, defer=bool(body.get("deferActivation")),
-        budget=budget,
     )
 
 

@@ -4,6 +4,8 @@ the exact per-slot probabilities, the per-slot join, validation, and the model l
 from __future__ import annotations
 
 import math
+import random
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from personalize.config import load_settings
+from personalize.dsjson import multislot_line
 from personalize.models import Event, Reward
 from personalize.multislot import SlotRanker, baseline_choice, parse_multislot_request
 from personalize.api.schemas import RequestSchemas
@@ -120,16 +123,12 @@ def test_vw_conditions_each_slot_on_the_action_it_lists_first() -> None:
     ranker = SlotRanker(settings.multislot_vw_args)
     model = ranker._model
     schemas = RequestSchemas(settings)
-    import random
-
     rng = random.Random(1)
     for i in range(300):  # train on random outcomes
         request = parse_multislot_request(body(eventId=f"t{i}", contextFeatures=[{"u": {"s": rng.randrange(3)}}]), schemas, 5000)
         decision = ranker.decide(request, "auto")
-        from personalize.dsjson import multislot_line
-
-        event = type("E", (), {"created_at": 0.0, "event_id": f"t{i}", "model_version": 0, "example": decision.example,
-                               "slots": [{"id": c.id, "ranking": c.ranking, "probabilities": c.probabilities} for c in decision.slots]})
+        event = SimpleNamespace(created_at=0.0, event_id=f"t{i}", model_version=0, example=decision.example,
+                                slots=[{"id": c.id, "ranking": c.ranking, "probabilities": c.probabilities} for c in decision.slots])
         model.learn(multislot_line(event, [-float(rng.random() < 0.5) for c in decision.slots if c.ranking]))
     base = '{"c":{"c_u":{"s":1},"_multi":' + orjson.dumps([{"a_item": {"kind": a["id"]}} for a in ACTIONS]).decode()
     line = base + ',"_slots":[{"_id":"a","s":{"size":"large"}},{"_id":"b"},{"_id":"c","_inc":[1,2,3,4]}]}}'

@@ -288,7 +288,7 @@ def requests(draw: Any) -> dict[str, Any]:
         slots.append(slot)
     actions = [{"id": a, "features": [{"item": {"n": i % 3}}]} for i, a in enumerate(action_ids)]
     return {"actions": actions, "slots": slots, "contextFeatures": [{"u": {"x": draw(st.integers(0, 2))}}],
-            "eventId": draw(_ids)}
+            "eventId": draw(st.text("abcdefghij0123456789-", min_size=8, max_size=16))}
 
 
 @pytest.fixture(scope="module")

@@ -256,8 +256,8 @@ def add_slot_rewards(session: Db, event_id: str, rewards: list[tuple[str, float]
     event is (same wait, refusals and aggregation), slot by slot. With ``earliest`` the event is ready
     once every answered slot has its first reward; with ``sum`` at the end of its wait.
 
-    A slot id the event does not have is a 400 naming ``reward[i].slotId``, as is a slot that was
-    given no action (nothing was shown there to reward); nothing is stored then.
+    A slot id the event does not have is a 404 naming ``reward[i].slotId`` (like an unknown event), a
+    slot that was given no action a 409 (nothing was shown there to reward); nothing is stored then.
     """
     connection = _connection(session)
     event = _join_state(connection, event_id, multislot=True)
@@ -277,9 +277,9 @@ def add_slot_rewards(session: Db, event_id: str, rewards: list[tuple[str, float]
         index = position.get(slot_id)
         if index is None:
             known = ", ".join(repr(slot["id"]) for slot in event.slots)
-            raise ApiError(400, "UnknownSlotId", f"{target} {slot_id!r} is not a slot of event {event_id!r}; its slots are {known}.", target)
+            raise ApiError(404, "UnknownSlotId", f"{target} {slot_id!r} is not a slot of event {event_id!r}; its slots are {known}.", target)
         if not event.slots[index]["ranking"]:
-            raise ApiError(400, "SlotWithoutAction", f"{target} {slot_id!r} was given no action by Rank (every action it "
+            raise ApiError(409, "SlotWithoutAction", f"{target} {slot_id!r} was given no action by Rank (every action it "
                            "allowed was excluded or taken by an earlier slot), so it has nothing to reward; leave it out.", target)
         indices.append(index)
     rewarded: set[int] = set()

@@ -100,7 +100,7 @@ def test_a_slot_left_without_an_action_is_answered_without_one(make_app: Any, cl
             assert event.slots[1] == {"id": "b", "ranking": [], "probabilities": []}
             assert len(orjson.loads(event.example)["_slots"]) == 1
             bad = client.post(reward_url(f"e{i}"), json={"reward": [{"slotId": "b", "value": 1}]})
-            assert bad.status_code == 400 and bad.json["error"]["target"] == "reward[0].slotId"
+            assert bad.status_code == 409 and bad.json["error"]["target"] == "reward[0].slotId"
             assert client.post(reward_url(f"e{i}"), json={"reward": [{"slotId": "a", "value": 1}]}).status_code == 204
     assert answers == {("news", "sports"), ("sports", None)}
     clock.advance(11)
@@ -238,19 +238,20 @@ def test_bad_multislot_ranks_name_the_field(make_app: Any, change: dict[str, Any
     assert response.json["error"]["message"]
 
 
-@pytest.mark.parametrize("payload,target", [
-    ({"reward": []}, "reward"),
-    ({"reward": [{"slotId": "nope", "value": 1}]}, "reward[0].slotId"),
-    ({"reward": [{"slotId": "hero", "value": 1}, {"slotId": "other", "value": 1}]}, "reward[1].slotId"),
-    ({"reward": [{"slotId": "hero", "value": 2}]}, "reward[0].value"),
-    ({"reward": [{"slotId": "hero"}]}, "reward[0].value"),
-    ({"value": 1}, "value"),
+@pytest.mark.parametrize("payload,status,target", [
+    ({"reward": []}, 400, "reward"),
+    ({"reward": [{"slotId": "nope", "value": 1}]}, 404, "reward[0].slotId"),
+    ({"reward": [{"slotId": "hero", "value": 1}, {"slotId": "other", "value": 1}]}, 404, "reward[1].slotId"),
+    ({"reward": [{"slotId": "hero", "value": 2}]}, 400, "reward[0].value"),
+    ({"reward": [{"slotId": "hero"}]}, 400, "reward[0].value"),
+    ({"value": 1}, 400, "value"),
 ])
-def test_bad_multislot_rewards_name_the_field_and_store_nothing(make_app: Any, clock: Any, payload: Any, target: str) -> None:
+def test_bad_multislot_rewards_name_the_field_and_store_nothing(make_app: Any, clock: Any, payload: Any, status: int,
+                                                                target: str) -> None:
     client, service = setup(make_app, clock)
     client.post(RANK, json=body(eventId="e1"))
     response = client.post(reward_url("e1"), json=payload)
-    assert response.status_code == 400, response.json
+    assert response.status_code == status, response.json
     assert response.json["error"]["target"] == target
     assert client.get("/personalizer/v1.0/status").json["rewards"]["received"] == 0
 

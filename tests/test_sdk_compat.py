@@ -303,9 +303,9 @@ def test_new_sdk_multi_slot_errors_carry_the_field(keyed_multislot_client):
     multi = client.rank_multi_slot({"actions": ACTIONS, "slots": SLOTS})["eventId"]
     with pytest.raises(ResourceExistsError):  # and the reverse
         client.reward(multi, {"value": 1.0})
-    with pytest.raises(HttpResponseError) as unknown_slot:
+    with pytest.raises(ResourceNotFoundError) as unknown_slot:
         client.reward_multi_slot(multi, {"reward": [{"slotId": "Footer", "value": 1.0}]})
-    assert unknown_slot.value.status_code == 400 and unknown_slot.value.error.target == "reward[0].slotId"
+    assert unknown_slot.value.status_code == 404 and unknown_slot.value.error.target == "reward[0].slotId"
     with pytest.raises(ResourceNotFoundError):
         client.activate_multi_slot(_event_id("missing"))
     with NewPersonalizerClient(url, AzureKeyCredential("wrong"), retry_total=0) as wrong:

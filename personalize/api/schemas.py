@@ -418,9 +418,9 @@ _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
     401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
     403: "A client key on an admin operation.",
-    404: "No such event, item or operation.",
-    409: "Conflict: eventId already used, reward too late, the event already learned, or an event of the other kind "
-         "(single-slot vs multi-slot).",
+    404: "No such event, slot of the event, item or operation.",
+    409: "Conflict: eventId already used, reward too late, the event already learned, an event of the other kind "
+         "(single-slot vs multi-slot), or a reward for a slot answered without an action.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json).",
     422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",

@@ -89,13 +89,16 @@ def _evaluate_slots(policies: tuple[str, ...], logs: str | None, since: str | No
     """``evaluate --multislot``: each policy's per-slot IPS and SNIPS beside each slot's logged mean reward."""
     from personalize.evaluation.slots import evaluate_slots, format_slots_table, parse_ccb_dsjson
 
-    if logs:
-        if since or until:
-            raise click.UsageError("--since/--until filter the store; filter a --logs file before passing it")
-        with open(logs, encoding="utf-8") as fh:
-            events = list(parse_ccb_dsjson(fh))
-    else:
-        events = list(parse_ccb_dsjson(store_lines(settings, parse_time(since), parse_time(until), multislot=True)))
+    try:
+        if logs:
+            if since or until:
+                raise click.UsageError("--since/--until filter the store; filter a --logs file before passing it")
+            with open(logs, encoding="utf-8") as fh:
+                events = list(parse_ccb_dsjson(fh))
+        else:
+            events = list(parse_ccb_dsjson(store_lines(settings, parse_time(since), parse_time(until), multislot=True)))
+    except ValueError as exc:  # a line VW would crash on, or not JSON
+        raise click.ClickException(f"{logs or 'the store'}: {exc}") from None
     if not events:
         raise click.ClickException("no learned multi-slot events in the selection; nothing to evaluate")
     click.echo(f"{len(events)} logged multi-slot events", err=True)

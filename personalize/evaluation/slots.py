@@ -49,17 +49,38 @@ class LoggedSlots:
 
 
 def parse_ccb_dsjson(lines: Iterable[str]) -> Iterator[LoggedSlots]:
-    """Learned multi-slot lines (``_outcomes`` with costs); other lines are left out."""
-    for text in lines:
+    """Learned multi-slot lines (``_outcomes`` with costs); other lines are left out.
+
+    Each line is checked before VW sees it, because VW's CCB parser and learner crash the process
+    (not raise) on a slot left without an action or outcomes read before the actions: one outcome
+    per slot, each naming an action of the line that its slot allows and no earlier slot took.
+    The line VW learns is rewritten with ``c`` before ``_outcomes``. A bad line is a ValueError
+    naming its number.
+    """
+    for number, text in enumerate(lines, 1):
         text = text.strip()
         if not text:
             continue
         data = json.loads(text)
         outcomes = data.get("_outcomes")
-        if not outcomes or "c" not in data or "_slots" not in data["c"]:
+        if not outcomes or not isinstance(data.get("c"), dict) or "_slots" not in data["c"]:
             continue
-        yield LoggedSlots(text, [o.get("_id", str(i)) for i, o in enumerate(outcomes)], [int(o["_a"][0]) for o in outcomes],
-                          [float(o["_p"][0]) for o in outcomes], [-float(o["_label_cost"]) for o in outcomes])
+        try:
+            slots, actions = data["c"]["_slots"], len(data["c"].get("_multi", []))
+            chosen = [int(o["_a"][0]) for o in outcomes]
+            probability = [float(o["_p"][0]) for o in outcomes]
+            reward = [-float(o["_label_cost"]) for o in outcomes]
+            if len(slots) != len(outcomes):
+                raise ValueError(f"{len(slots)} slots but {len(outcomes)} outcomes")
+            for k, (slot, action) in enumerate(zip(slots, chosen)):
+                if not 0 <= action < actions or action in chosen[:k] or action not in slot.get("_inc", [action]):
+                    raise ValueError(f"slot {k}'s action {action} is not one it allows and no earlier slot took")
+                if not 0 < probability[k] <= 1:
+                    raise ValueError(f"slot {k}'s probability {probability[k]} is not in (0, 1]")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"line {number} is not a learned multi-slot (CCB DSJSON) line: {exc}") from None
+        line = json.dumps({"c": data["c"], "_outcomes": outcomes})
+        yield LoggedSlots(line, [o.get("_id", str(i)) for i, o in enumerate(outcomes)], chosen, probability, reward)
 
 
 def _pinned(c: dict[str, object], slots: list[dict[str, object]], chosen: list[int], k: int) -> str:

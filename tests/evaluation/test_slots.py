@@ -84,3 +84,21 @@ def test_evaluate_multislot_command(make_app: Any, clock: Any, tmp_path: Any) ->
     assert "snips" in table.stdout and "hero" in table.stdout
     bad = CliRunner().invoke(cli, ["evaluate", "--multislot", "--policy", "--ccb_explore_adf --nope", "--database-url", url])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_a_line_vw_would_crash_on_is_refused_in_one_line(make_app: Any, clock: Any, tmp_path: Any) -> None:
+    service = logged_store(make_app, clock, rounds=3)
+    text = next(iter(store_lines(service.settings, None, None, multislot=True)))
+    line = json.loads(text)
+    line["_outcomes"][1]["_a"] = [line["_outcomes"][0]["_a"][0]]  # slot 2 takes slot 1's action
+    bad = tmp_path / "bad.dsjson"
+    bad.write_text(json.dumps(line) + "\n")
+    result = CliRunner().invoke(cli, ["evaluate", "--multislot", "--logs", str(bad), "--policy", "--ccb_explore_adf"])
+    assert result.exit_code == 1 and "line 1" in result.output and "Traceback" not in result.output
+    original = json.loads(text)
+    reordered = {"_outcomes": original["_outcomes"], **{k: v for k, v in original.items() if k != "_outcomes"}}
+    ok = tmp_path / "reordered.dsjson"  # _outcomes before c: VW would crash on the raw line; it is rewritten
+    ok.write_text(json.dumps(reordered) + "\n")
+    events = list(parse_ccb_dsjson(ok.read_text().splitlines()))
+    assert len(events) == 1 and list(json.loads(events[0].line)) == ["c", "_outcomes"]
+    assert replay_slots(events, service.settings.multislot_vw_args)

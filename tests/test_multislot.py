@@ -279,11 +279,12 @@ def requests(draw: Any) -> dict[str, Any]:
     action_ids = draw(st.lists(_ids, min_size=1, max_size=8, unique=True))
     n_slots = draw(st.integers(1, len(action_ids)))
     baselines = draw(st.permutations(action_ids))[:n_slots]
+    slot_ids = draw(st.lists(_ids, min_size=n_slots, max_size=n_slots, unique=True))
     slots = []
     for k, baseline in enumerate(baselines):
         others = [a for a in action_ids if a != baseline]
         excluded = draw(st.lists(st.sampled_from(others), unique=True)) if others else []
-        slot: dict[str, Any] = {"id": f"slot{k}", "baselineAction": baseline, "excludedActions": excluded}
+        slot: dict[str, Any] = {"id": slot_ids[k], "baselineAction": baseline, "excludedActions": excluded}
         if draw(st.booleans()):
             slot["features"] = [{"pos": k}]
         slots.append(slot)
@@ -310,7 +311,7 @@ def trained_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
     app.extensions["personalize"].close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=requests())
 def test_slot_answers_are_distinct_allowed_and_logged_with_valid_probabilities(trained_client: Any, request: dict[str, Any]) -> None:
     response = trained_client.post(RANK, json=request)

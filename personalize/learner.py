@@ -22,10 +22,11 @@ from personalize import store
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
-from personalize.dsjson import event_line
+from personalize.dsjson import event_line, multislot_line
 from personalize import retention
+from personalize.models import MultiSlotSnapshot
 from personalize.retention import PurgeCounts, purge_expired
-from personalize.vw import Model
+from personalize.vw import Model, SlotModel
 
 __all__ = ["Learner"]
 
@@ -48,16 +49,23 @@ class Learner:
         db: Database,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[int, bytes], None] | None = None,
+        on_publish_slots: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
         self.on_publish = on_publish
+        self.on_publish_slots = on_publish_slots
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
         self.events_learned = 0
         self._model: Model | None = None
+        # The multi-slot model (--ccb_explore_adf): a lineage of its own, learned in the same steps.
+        self.slot_vw_args = " ".join(settings.multislot_vw_args)
+        self.slot_version = 0
+        self.slot_events_learned = 0
+        self._slot_model: SlotModel | None = None
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
         self._lease_checked = 0.0
@@ -85,6 +93,7 @@ class Learner:
         with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
+            slot_snapshot = store.latest_snapshot(session, MultiSlotSnapshot)
         if released:
             log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
         if snapshot is not None and snapshot.vw_args == args:
@@ -96,6 +105,16 @@ class Learner:
             self._model = Model(self.settings.vw_args)
             self.events_learned = 0
         self.version = snapshot.version if snapshot is not None else 0
+        if slot_snapshot is not None and slot_snapshot.vw_args == self.slot_vw_args:
+            self._slot_model = SlotModel(["--quiet"], model_data=slot_snapshot.model)
+            self.slot_events_learned = slot_snapshot.events_learned
+        else:
+            if slot_snapshot is not None:
+                log.warning("multi-slot learning policy changed (%r -> %r): starting a new multi-slot model",
+                            slot_snapshot.vw_args, self.slot_vw_args)
+            self._slot_model = SlotModel(self.settings.multislot_vw_args)
+            self.slot_events_learned = 0
+        self.slot_version = slot_snapshot.version if slot_snapshot is not None else 0
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
@@ -168,7 +187,7 @@ class Learner:
         with self._lock:
             if not self._acquire():
                 return 0
-            assert self._model is not None
+            assert self._model is not None and self._slot_model is not None
             settings = self.settings
             with self.db.reading() as connection:  # no write lock while reading and learning
                 joined = store.ready_events(
@@ -177,23 +196,38 @@ class Learner:
                 )
             if not joined:
                 return 0
+            single = [item for item in joined if not item.multislot]
+            multi = [item for item in joined if item.multislot]
             learn = self._model.learn
-            for item in joined:
+            for item in single:
                 learn(event_line(item.event, item.reward))
-            model = self._model.serialize()
-            version = self.version + 1
+            model = self._model.serialize() if single else None
+            version = self.version + 1 if single else self.version
+            slots: store.Published | None = None
+            if multi:
+                learn_slots = self._slot_model.learn
+                for item in multi:
+                    assert item.slot_rewards is not None
+                    learn_slots(multislot_line(item.event, item.slot_rewards))
+                slots = store.Published(self.slot_version + 1, self._slot_model.serialize(), self.slot_vw_args,
+                                        self.slot_events_learned + len(multi), multi)
             try:
                 with self.db.transaction() as connection:
                     store.publish_snapshot(
-                        connection, version, model, self.vw_args, self.events_learned + len(joined),
-                        self.clock(), joined, settings.snapshots_kept,
+                        connection, version, model, self.vw_args, self.events_learned + len(single),
+                        self.clock(), single, settings.snapshots_kept, multislot=slots,
                     )
             except store.StaleEvents as error:  # a reward raced the step: relearn from the last snapshot
                 log.info("learner step discarded (%s); relearning", error)
                 self.invalidate()
                 return 0
             self.version = version  # before events_learned: whoever sees the new count sees the new version
-            self.events_learned += len(joined)
-        if self.on_publish is not None:
+            self.events_learned += len(single)
+            if slots is not None:
+                self.slot_version = slots.version
+                self.slot_events_learned = slots.events_learned
+        if model is not None and self.on_publish is not None:
             self.on_publish(version, model)
+        if slots is not None and self.on_publish_slots is not None:
+            self.on_publish_slots(slots.version, slots.model)
         return len(joined)

@@ -206,11 +206,13 @@ def logs() -> None:
 @click.option("--since", help="Only events ranked at or after this time (UNIX seconds or ISO date/time).")
 @click.option("--until", help="Only events ranked before this time (UNIX seconds or ISO date/time).")
 @click.option("--all", "include_unlearned", is_flag=True, help="Also events not learned yet (cost from the rewards so far).")
+@click.option("--multislot", is_flag=True, help="The multi-slot events instead, as VW's CCB DSJSON (--ccb_explore_adf).")
 @settings_options
-def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool,
+def export_logs(fmt: str, output: Any, since: str | None, until: str | None, include_unlearned: bool, multislot: bool,
                 config_file: str | None, database_url: str | None, data_dir: str | None) -> None:
-    """Write logged events in VW's DSJSON format, one decision per line, in the order the model learned them."""
-    from personalize.dsjson import event_line
+    """Write logged events in VW's DSJSON format, one decision per line, in the order the model learned them
+    (single-slot events by default; --multislot for the multi-slot ones)."""
+    from personalize.dsjson import event_line, multislot_line
 
     from personalize import service_config
 
@@ -218,9 +220,15 @@ def export_logs(fmt: str, output: Any, since: str | None, until: str | None, inc
     count = 0
     with open_database(settings, create=False).read() as session:
         default_reward = service_config.load(session, settings).default_reward
-        for event in store.iter_events(session, parse_time(since), parse_time(until), learned_only=not include_unlearned):
-            reward = event.learned_reward if event.learned_reward is not None else default_reward
-            output.write(event_line(event, reward) + "\n")
+        for event in store.iter_events(session, parse_time(since), parse_time(until), learned_only=not include_unlearned,
+                                       multislot=multislot):
+            if multislot:
+                answered = len(store.active_slots(event.slots))
+                rewards = event.learned_slot_rewards or [default_reward] * answered
+                output.write(multislot_line(event, rewards) + "\n")
+            else:
+                reward = event.learned_reward if event.learned_reward is not None else default_reward
+                output.write(event_line(event, reward) + "\n")
             count += 1
     click.echo(f"exported {count} events", err=True)
 

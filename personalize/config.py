@@ -18,8 +18,8 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
-__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "LEARNING_MODES", "settings_table",
-           "is_time_zone"]
+__all__ = ["Settings", "SettingsError", "load_settings", "DEFAULT_LEARNING_POLICY", "DEFAULT_MULTISLOT_LEARNING_POLICY",
+           "LEARNING_MODES", "settings_table", "is_time_zone"]
 
 #: VW arguments for the learner. Chosen by measurement: see docs/learning-policy.md.
 #: How an action's id becomes a feature (see features.build_context).
@@ -28,6 +28,11 @@ LOG_FORMATS = ("text", "json")
 DEFAULT_LEARNING_POLICY = "--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2"
 #: Personalizer's learning modes (personalize/modes.py says what each does).
 LEARNING_MODES = ("Online", "Apprentice", "LoggingOnly")
+#: VW arguments of the multi-slot (conditional contextual bandit) learner: slot features are group
+#: ``s``, so ``-q sa`` crosses them with the actions and ``--cubic csa`` learns context x action per
+#: slot; VW's CCB adds a copy of every interaction per slot position. Chosen by measurement: see
+#: docs/learning-policy.md, "Multi-slot" (bench/multislot_policy.py).
+DEFAULT_MULTISLOT_LEARNING_POLICY = "--ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa --cubic csa"
 
 
 @lru_cache(maxsize=1)
@@ -58,6 +63,11 @@ class Settings:
     learning_policy: str = field(
         default=DEFAULT_LEARNING_POLICY,
         metadata={"help": "VW arguments of the learner (Personalizer's 'learning settings')."},
+    )
+    multislot_learning_policy: str = field(
+        default=DEFAULT_MULTISLOT_LEARNING_POLICY,
+        metadata={"help": "VW arguments of the multi-slot learner (conditional contextual bandit, --ccb_explore_adf), "
+                  "a model of its own: context features are group c, action features a, slot features s."},
     )
     exploration: float = field(
         default=0.02,
@@ -250,7 +260,21 @@ class Settings:
             args.insert(0, "--cb_explore_adf")
         return args + ["--quiet"]
 
+    @property
+    def multislot_vw_args(self) -> list[str]:
+        """The VW argument list of the multi-slot learning policy (the exploration floor is applied by the ranker)."""
+        args = self.multislot_learning_policy.split()
+        if "--ccb_explore_adf" not in args:
+            args.insert(0, "--ccb_explore_adf")
+        return args + ["--quiet"]
+
     def validate(self) -> "Settings":
+        if any(a in ("--cb_explore_adf", "--cb_adf") for a in self.multislot_learning_policy.split()):
+            raise SettingsError("multislot_learning_policy is a --ccb_explore_adf policy; remove --cb_explore_adf/--cb_adf "
+                                "(e.g. --ccb_explore_adf --squarecb --cb_type mtr -q ca -q sa)")
+        if "--ccb_explore_adf" in self.learning_policy.split():
+            raise SettingsError("learning_policy is the single-slot policy (--cb_explore_adf); put --ccb_explore_adf in "
+                                "multislot_learning_policy")
         if self.reward_aggregation not in ("earliest", "sum"):
             raise SettingsError("reward_aggregation must be 'earliest' or 'sum'")
         if not 0.0 <= self.exploration <= 1.0:
@@ -311,7 +335,8 @@ class Settings:
     def status_summary(self) -> dict[str, Any]:
         """The learning settings that the status call and ``personalize status`` report."""
         return {
-            "learningPolicy": self.learning_policy, "exploration": self.exploration,
+            "learningPolicy": self.learning_policy, "multislotLearningPolicy": self.multislot_learning_policy,
+            "exploration": self.exploration,
             "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
             "defaultReward": self.default_reward, "learner": self.learner,
             "logRetentionDays": self.log_retention_days,

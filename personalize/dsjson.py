@@ -1,4 +1,5 @@
-"""VW decision-service JSON (DSJSON) lines for logged events.
+"""VW decision-service JSON (DSJSON) lines for logged events (single-slot: VW's CB format;
+multi-slot: VW's CCB format, with ``_slots`` in ``c`` and one ``_outcomes`` entry per slot).
 
 The learner trains on exactly these lines, so exporting them and training a fresh VW
 reproduces the service's model.
@@ -15,7 +16,7 @@ import orjson
 
 from personalize.models import Event
 
-__all__ = ["event_line"]
+__all__ = ["event_line", "multislot_line"]
 
 
 @lru_cache(maxsize=4096)
@@ -50,3 +51,19 @@ def event_line(event: Event | Any, reward: float, model_id: str = "personalize")
     }
     text = orjson.dumps(head).decode()
     return text[:-1] + ',"c":' + event.example + "}"
+
+
+def multislot_line(event: Event | Any, slot_rewards: list[float], model_id: str = "personalize-multislot") -> str:
+    """One CCB DSJSON line: per answered slot, an outcome with its cost (the negated reward), the actions it
+    ranked (``_a``, 0-based, the chosen first) and their probabilities (``_p``, the chosen's first).
+
+    ``c`` comes before ``_outcomes``: VW's parser reads the outcomes against the actions it has seen.
+    """
+    answered = [slot for slot in event.slots if slot["ranking"]]
+    outcomes = [{"_id": slot["id"], "_label_cost": -float(reward), "_a": slot["ranking"],
+                 "_p": [float(p) for p in slot["probabilities"]]}
+                for slot, reward in zip(answered, slot_rewards, strict=True)]
+    head = orjson.dumps({"Timestamp": _iso(event.created_at), "Version": "1", "EventId": event.event_id}).decode()
+    state = orjson.dumps({"m": f"{model_id}/{event.model_version}"}).decode()
+    return (head[:-1] + ',"c":' + event.example + ',"_outcomes":' + orjson.dumps(outcomes).decode()
+            + ',"VWState":' + state + "}")

@@ -24,13 +24,14 @@ from personalize import store
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
-from personalize.dsjson import event_line
+from personalize.dsjson import event_line, multislot_line
 from personalize import retention
+from personalize.models import MultiSlotSnapshot
 from personalize.retention import PurgeCounts, purge_expired
 from personalize.modes import learns
 from personalize.service_config import LiveConfig
 from personalize.ops.metrics import Metrics
-from personalize.vw import Model
+from personalize.vw import Model, SlotModel
 
 __all__ = ["Learner"]
 
@@ -55,6 +56,7 @@ class Learner:
         on_publish: Callable[[int, bytes], None] | None = None,
         live: LiveConfig | None = None,
         metrics: Metrics | None = None,
+        on_publish_slots: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self.settings = settings
         # The live service configuration (reward aggregation, default reward); a learner of its own
@@ -65,12 +67,18 @@ class Learner:
         self.clock = clock
         self.on_publish = on_publish
         self.metrics = metrics or Metrics.get()
+        self.on_publish_slots = on_publish_slots
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self.version = 0
         self.events_learned = 0
         self.lineage_created_at: float | None = None
         self._model: Model | None = None
+        # The multi-slot model (--ccb_explore_adf): a lineage of its own, learned in the same steps.
+        self.slot_vw_args = " ".join(settings.multislot_vw_args)
+        self.slot_version = 0
+        self.slot_events_learned = 0
+        self._slot_model: SlotModel | None = None
         self._lock = threading.Lock()  # one step at a time (inline mode calls from request threads)
         self._has_lease = False
         self._lease_checked = 0.0
@@ -100,6 +108,7 @@ class Learner:
         with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
+            slot_snapshot = store.latest_snapshot(session, MultiSlotSnapshot)
         if released:
             log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
         if snapshot is not None and snapshot.vw_args == args:
@@ -113,6 +122,16 @@ class Learner:
             self.events_learned = 0
             self.lineage_created_at = None  # set by the first publish
         self.version = snapshot.version if snapshot is not None else 0
+        if slot_snapshot is not None and slot_snapshot.vw_args == self.slot_vw_args:
+            self._slot_model = SlotModel(["--quiet"], model_data=slot_snapshot.model)
+            self.slot_events_learned = slot_snapshot.events_learned
+        else:
+            if slot_snapshot is not None:
+                log.warning("multi-slot learning policy changed (%r -> %r): starting a new multi-slot model",
+                            slot_snapshot.vw_args, self.slot_vw_args)
+            self._slot_model = SlotModel(self.settings.multislot_vw_args)
+            self.slot_events_learned = 0
+        self.slot_version = slot_snapshot.version if slot_snapshot is not None else 0
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
@@ -189,7 +208,7 @@ class Learner:
         with self._lock:
             if not self._acquire():
                 return 0
-            assert self._model is not None
+            assert self._model is not None and self._slot_model is not None
             settings = self.settings
             config = self.live.current  # once: one step joins with one whole configuration
             with self.db.reading() as connection:  # no write lock while reading and learning
@@ -199,9 +218,12 @@ class Learner:
                 )
             if not joined:
                 return 0
-            to_learn = [item for item in joined if learns(item.event.learning_mode)]
-            skipped = [item for item in joined if not learns(item.event.learning_mode)]  # LoggingOnly: joined, not learned
-            if not to_learn:
+            single = [item for item in joined if not item.multislot]
+            to_learn = [item for item in single if learns(item.event.learning_mode)]
+            multi = [item for item in joined if item.multislot and learns(item.event.learning_mode)]
+            # LoggingOnly: joined, never learned (single- and multi-slot alike)
+            skipped = [item for item in joined if not learns(item.event.learning_mode)]
+            if not to_learn and not multi:
                 try:
                     with self.db.transaction() as connection:
                         store.close_unlearned(connection, self.version, skipped)
@@ -211,15 +233,23 @@ class Learner:
             learn = self._model.learn
             for item in to_learn:
                 learn(event_line(item.event, item.reward))
-            model = self._model.serialize()
-            version = self.version + 1
+            model = self._model.serialize() if to_learn else None
+            version = self.version + 1 if to_learn else self.version
             now = self.clock()
             lineage = self.lineage_created_at if self.lineage_created_at is not None else now
+            slots: store.Published | None = None
+            if multi:
+                learn_slots = self._slot_model.learn
+                for item in multi:
+                    assert item.slot_rewards is not None
+                    learn_slots(multislot_line(item.event, item.slot_rewards))
+                slots = store.Published(self.slot_version + 1, self._slot_model.serialize(), self.slot_vw_args,
+                                        self.slot_events_learned + len(multi), multi)
             try:
                 with self.db.transaction() as connection:
                     store.publish_snapshot(
                         connection, version, model, self.vw_args, self.events_learned + len(to_learn),
-                        now, to_learn, settings.snapshots_kept, lineage,
+                        now, to_learn, settings.snapshots_kept, lineage, multislot=slots,
                     )
                     store.close_unlearned(connection, version, skipped)
             except store.StaleEvents as error:  # a reward raced the step: relearn from the last snapshot
@@ -232,8 +262,14 @@ class Learner:
                 return 0
             self.version = version  # before events_learned: whoever sees the new count sees the new version
             self.events_learned += len(to_learn)
-            self.lineage_created_at = lineage
-        self.metrics.learned_batch(item.reward for item in to_learn)
-        if self.on_publish is not None:
+            if model is not None:
+                self.lineage_created_at = lineage
+            if slots is not None:
+                self.slot_version = slots.version
+                self.slot_events_learned = slots.events_learned
+        self.metrics.learned_batch(item.reward for item in to_learn + multi)
+        if model is not None and self.on_publish is not None:
             self.on_publish(version, model)
-        return len(to_learn)
+        if slots is not None and self.on_publish_slots is not None:
+            self.on_publish_slots(slots.version, slots.model)
+        return len(to_learn) + len(multi)

@@ -11,8 +11,8 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
-__all__ = ["Base", "Event", "EventExample", "Reward", "ModelSnapshot", "LearnerLease", "Item", "Interaction",
-           "GeneratorModel", "ServiceConfigurationRow"]
+__all__ = ["Base", "Event", "EventExample", "Reward", "ModelSnapshot", "MultiSlotSnapshot", "LearnerLease", "Item",
+           "Interaction", "GeneratorModel", "ServiceConfigurationRow"]
 
 
 class Base(DeclarativeBase):
@@ -54,6 +54,13 @@ class Event(Base):
     # in Apprentice/LoggingOnly, the action the model would have served in Online (its sampled choice).
     learning_mode: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
     model_index: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    # Multi-slot events only (NULL for single-slot ones): per slot of the request, in order,
+    # {"id", "ranking": [_multi indices, chosen first], "probabilities": [aligned]} (both empty for a
+    # slot left without an action). Then ranking/probabilities hold each answered slot's chosen action
+    # and its probability, chosen_index the first slot's, probability their product, and
+    # claimed/learned_version count multi-slot model versions (MultiSlotSnapshot).
+    slots: Mapped[Optional[list[Any]]] = mapped_column(JSON(none_as_null=True), nullable=True)
+    learned_slot_rewards: Mapped[Optional[list[Any]]] = mapped_column(JSON(none_as_null=True), nullable=True)  # per slot, as learned
 
     __table_args__ = (
         Index("ix_events_join", "claimed_version", "ready_at"),
@@ -92,6 +99,7 @@ class Reward(Base):
     value: Mapped[float] = mapped_column(Float, nullable=False)
     received_at: Mapped[float] = mapped_column(Float, nullable=False)
     counted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    slot: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # multi-slot: the slot's position in Event.slots
 
 
 class ModelSnapshot(Base):
@@ -106,6 +114,18 @@ class ModelSnapshot(Base):
     events_learned: Mapped[int] = mapped_column(Integer, nullable=False)  # cumulative, in this model lineage
     # When this lineage began: the first snapshot of a new model, a reset or an import (Personalizer's creationTime).
     lineage_created_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class MultiSlotSnapshot(Base):
+    """A versioned multi-slot (``--ccb_explore_adf``) model: a lineage of its own, beside ModelSnapshot's."""
+
+    __tablename__ = "multislot_snapshots"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    vw_args: Mapped[str] = mapped_column(Text, nullable=False)
+    model: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    events_learned: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class LearnerLease(Base):

@@ -30,9 +30,12 @@ from personalize.enrichment import Enricher
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
 from personalize.filters import ItemFilter, parse_filter
 from personalize.learner import Learner
-from personalize.limits import RankLimits
-from personalize.models import Item
+from personalize.limits import Interactions, RankLimits
+from personalize.models import Item, MultiSlotSnapshot
 from personalize.modes import baseline_decision, serves_baseline, stored_mode
+from personalize.multislot import (
+    SlotRanker, baseline_choice, check_crossed, explore_choice, parse_multislot_request, parse_slot_rewards,
+)
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
 from personalize.service_config import LiveConfig, ServiceConfig
@@ -124,6 +127,9 @@ class Service:
         self.live.on_change(lambda config: self.ranker.set_exploration(config.exploration))
         self.limits = RankLimits.from_settings(settings)
         self.enricher = Enricher(settings.time_zone, settings.enrich_context)
+        self.slot_ranker = SlotRanker(settings.multislot_vw_args, settings.exploration, settings.squarecb_actions)
+        self.slot_limits = RankLimits(settings.max_features, settings.max_crossed_features,
+                                      Interactions.from_vw_args(settings.multislot_vw_args), settings.action_id_feature)
         self.learner: Learner | None = None
         self.metrics = ops_metrics.Metrics.get()
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
@@ -136,7 +142,7 @@ class Service:
         self._load_latest_model()
         if settings.learner in ("thread", "inline"):
             self.learner = Learner(settings, self.db, clock, on_publish=self._published, live=self.live,
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, on_publish_slots=self.slot_ranker.load)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -189,6 +195,10 @@ class Service:
                 snapshot = store.latest_snapshot(session)
                 if snapshot is not None:
                     self.ranker.load(snapshot.version, snapshot.model)
+            if store.latest_version(session, MultiSlotSnapshot) > self.slot_ranker.version:
+                snapshot = store.latest_snapshot(session, MultiSlotSnapshot)
+                if snapshot is not None:
+                    self.slot_ranker.load(snapshot.version, snapshot.model)
         self.metrics.serving_version(self.ranker.version)
 
     def _published(self, version: int, model: bytes) -> None:
@@ -377,6 +387,56 @@ class Service:
             store.activate_event(connection, event_id, self.clock(), config.reward_wait_time, config.reward_aggregation)
         self._learn_inline()
 
+    # -- multi-slot ------------------------------------------------------------------
+    def rank_multislot(self, body: Any) -> dict[str, Any]:
+        """Fill every slot with a distinct action; log the event (each slot's choice and its probability)."""
+        request = parse_multislot_request(body, self.schemas, self.settings.max_features)
+        check_crossed(self.slot_limits, request)
+        config = self.live.current  # once: this call uses one whole configuration
+        # Apprentice/LoggingOnly: every slot answers its baselineAction, logged with probability 1.0
+        chooser = baseline_choice if serves_baseline(config.learning_mode) else explore_choice
+        try:
+            decision = self.slot_ranker.decide(request, self.settings.action_id_feature, chooser)
+        except RuntimeError as exc:  # VW refused the features: still the client's input
+            raise ApiError(400, "InvalidFeatures", f"The features could not be parsed by VW: {exc}", "contextFeatures") from None
+        now = self.clock()
+        wait = config.reward_wait_time
+        answered = [c for c in decision.slots if c.ranking]
+        joint = 1.0
+        for choice in answered:
+            joint *= choice.probabilities[0]
+        values = dict(
+            event_id=request.event_id, created_at=now, user_id=None, example=decision.example,
+            action_ids=[a for a, _ in request.actions], excluded_ids=[],
+            ranking=[c.ranking[0] for c in answered], probabilities=[c.probabilities[0] for c in answered],
+            chosen_index=answered[0].ranking[0], probability=joint, model_version=decision.model_version, extra=None,
+            deferred=request.defer, activated_at=None if request.defer else now,
+            wait_until=None if request.defer else now + wait, ready_at=None if request.defer else now + wait,
+            slots=[{"id": c.id, "ranking": c.ranking, "probabilities": c.probabilities} for c in decision.slots],
+            learning_mode=stored_mode(config.learning_mode),
+        )
+        with self.db.transaction() as connection:
+            store.insert_event(connection, values)
+        slots = []
+        for choice in decision.slots:
+            answer: dict[str, Any] = {"id": choice.id}
+            if choice.ranking:
+                answer["rewardActionId"] = request.actions[choice.ranking[0]][0]
+            slots.append(answer)
+        return {"eventId": request.event_id, "slots": slots}
+
+    def reward_multislot(self, event_id: str, body: Any) -> None:
+        rewards = parse_slot_rewards(body, self.schemas)
+        with self.db.transaction() as connection:
+            store.add_slot_rewards(connection, event_id, rewards, self.clock(), self.settings.reward_aggregation)
+        self._learn_inline()
+
+    def activate_multislot(self, event_id: str) -> None:
+        with self.db.transaction() as connection:
+            store.activate_event(connection, event_id, self.clock(), self.settings.reward_wait_time,
+                                 self.settings.reward_aggregation, multislot=True)
+        self._learn_inline()
+
     def _learn_inline(self) -> None:
         if self.settings.learner != "inline" or self.learner is None:
             return
@@ -407,6 +467,7 @@ class Service:
         with self.db.read() as session:
             status = status_report(session, self.settings, self.live.current, self.clock())
         status["model"]["servingVersion"] = self.ranker.version
+        status["multislotModel"]["servingVersion"] = self.slot_ranker.version
         return status
 
     # -- administration (Personalizer's configuration, model and logs operations) ------------

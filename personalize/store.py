@@ -33,14 +33,14 @@ from sqlalchemy.orm import Session
 
 from personalize.api.errors import ApiError
 from personalize.models import (
-    Event, EventExample, GeneratorModel, Interaction, Item, LearnerLease, ModelSnapshot, Reward,
+    Event, EventExample, GeneratorModel, Interaction, Item, LearnerLease, ModelSnapshot, MultiSlotSnapshot, Reward,
 )
 
 __all__ = [
-    "insert_event", "add_reward", "activate_event", "ready_events", "publish_snapshot", "latest_snapshot",
-    "latest_version", "release_claims", "acquire_lease", "release_lease", "status_counts", "store_size", "iter_events",
-    "JoinedEvent", "StaleEvents", "close_unlearned", "apprentice_metrics", "log_date_range", "delete_logs",
-    "insert_snapshot",
+    "insert_event", "add_reward", "add_slot_rewards", "activate_event", "ready_events", "publish_snapshot",
+    "latest_snapshot", "latest_version", "release_claims", "acquire_lease", "release_lease", "status_counts",
+    "store_size", "iter_events", "JoinedEvent", "Published", "StaleEvents", "active_slots", "close_unlearned",
+    "apprentice_metrics", "log_date_range", "delete_logs", "insert_snapshot",
 ]
 
 
@@ -81,22 +81,23 @@ _EVENT_INSERT_COLUMNS = (
 )
 _EVENT_JSON_COLUMNS = frozenset({"action_ids", "excluded_ids", "ranking", "probabilities", "extra"})
 _SQLITE_INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(chr(34) + c + chr(34) for c in _EVENT_INSERT_COLUMNS)}, reward_count) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_INSERT_COLUMNS)}, 0)"
+    f"INSERT INTO events ({', '.join(chr(34) + c + chr(34) for c in _EVENT_INSERT_COLUMNS)}, reward_count, slots) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_INSERT_COLUMNS)}, 0, ?)"
 )
 _SQLITE_INSERT_EXAMPLE = "INSERT INTO event_examples (seq, example) VALUES (?, ?)"
-_SQLITE_JOIN_STATE = "SELECT seq, wait_until, ready_at, claimed_version, reward_count, user_id FROM events WHERE event_id = ?"
+_SQLITE_JOIN_STATE = "SELECT seq, wait_until, ready_at, claimed_version, reward_count, user_id, slots FROM events WHERE event_id = ?"
 _SQLITE_INSERT_REWARD = "INSERT INTO rewards (event_seq, value, received_at, counted) VALUES (?, ?, ?, ?)"
+_SQLITE_INSERT_SLOT_REWARD = "INSERT INTO rewards (event_seq, value, received_at, counted, slot) VALUES (?, ?, ?, ?, ?)"
 _SQLITE_COUNT_REWARD = "UPDATE events SET reward_count = ? WHERE seq = ?"
 _SQLITE_COUNT_REWARD_READY = "UPDATE events SET reward_count = ?, ready_at = ? WHERE seq = ?"
 _SQLITE_READY = "claimed_version IS NULL AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, seq LIMIT ?"
 _SQLITE_READY_EVENTS = (
     "SELECT seq, event_id, created_at, (SELECT example FROM event_examples x WHERE x.seq = events.seq), ranking, "
     "probabilities, chosen_index, probability, model_version, "
-    f"reward_count, learning_mode FROM events WHERE {_SQLITE_READY}"
+    f"reward_count, learning_mode, slots FROM events WHERE {_SQLITE_READY}"
 )
 _SQLITE_READY_REWARDS = (
-    f"SELECT event_seq, value FROM rewards WHERE counted AND event_seq IN (SELECT seq FROM events WHERE {_SQLITE_READY}) "
+    f"SELECT event_seq, value, slot FROM rewards WHERE counted AND event_seq IN (SELECT seq FROM events WHERE {_SQLITE_READY}) "
     "ORDER BY id"
 )
 _SQLITE_CLAIM_LEARNED = (
@@ -118,8 +119,9 @@ def insert_event(session: Db, values: dict[str, Any]) -> None:
     raw = _sqlite(connection)
     try:
         if raw is not None:
+            slots = values.get("slots")
             row = tuple(_json(values[c]) if c in _EVENT_JSON_COLUMNS else values.get(c) for c in _EVENT_INSERT_COLUMNS)
-            seq = raw.execute(_SQLITE_INSERT_EVENT, row).lastrowid
+            seq = raw.execute(_SQLITE_INSERT_EVENT, (*row, None if slots is None else _json(slots))).lastrowid
             raw.execute(_SQLITE_INSERT_EXAMPLE, (seq, values["example"]))
         else:
             event = {k: v for k, v in values.items() if k != "example"}
@@ -131,7 +133,7 @@ def insert_event(session: Db, values: dict[str, Any]) -> None:
 
 # Statements built once: constructing SQLAlchemy constructs per call costs more than running them.
 _JOIN_STATE = select(
-    Event.seq, Event.wait_until, Event.ready_at, Event.claimed_version, Event.reward_count, Event.user_id
+    Event.seq, Event.wait_until, Event.ready_at, Event.claimed_version, Event.reward_count, Event.user_id, Event.slots
 ).where(Event.event_id == bindparam("event_id"))
 _JOIN_STATE_LOCKED = _JOIN_STATE.with_for_update()
 _COUNT_REWARD = update(Event).where(Event.seq == bindparam("b_seq")).values(reward_count=bindparam("b_count"))
@@ -148,6 +150,13 @@ _CLAIM_UNLEARNED = (
     .where(Event.seq == bindparam("b_seq"), Event.claimed_version.is_(None), Event.reward_count == bindparam("b_count"))
     .values(claimed_version=bindparam("b_version"), learned_reward=bindparam("b_reward"))
 )
+_CLAIM_LEARNED_SLOTS = (
+    update(Event)
+    .where(Event.seq == bindparam("b_seq"), Event.claimed_version.is_(None), Event.reward_count == bindparam("b_count"))
+    .values(claimed_version=bindparam("b_version"), learned_version=bindparam("b_version"), learned_reward=bindparam("b_reward"),
+            learned_slot_rewards=bindparam("b_slot_rewards", type_=Event.__table__.c.learned_slot_rewards.type))
+)
+_REWARDED_SLOTS = select(Reward.slot).where(Reward.event_seq == bindparam("b_seq"), Reward.counted.is_(True)).distinct()
 _CHOSEN = select(Event.action_ids, Event.chosen_index).where(Event.seq == bindparam("b_seq"))
 _ACTIVATE = (
     update(Event).where(Event.seq == bindparam("b_seq"))
@@ -157,10 +166,10 @@ _READY = and_(Event.claimed_version.is_(None), Event.ready_at.is_not(None), Even
 _READY_SEQS = select(Event.seq).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_EVENTS = select(
     Event.seq, Event.event_id, Event.created_at, Event.example.label("example"), Event.ranking, Event.probabilities,
-    Event.chosen_index, Event.probability, Event.model_version, Event.reward_count, Event.learning_mode,
+    Event.chosen_index, Event.probability, Event.model_version, Event.reward_count, Event.learning_mode, Event.slots,
 ).where(_READY).order_by(Event.ready_at, Event.seq).limit(bindparam("limit"))
 _READY_REWARDS = (
-    select(Reward.event_seq, Reward.value)
+    select(Reward.event_seq, Reward.value, Reward.slot)
     .where(Reward.event_seq.in_(_READY_SEQS.scalar_subquery()), Reward.counted.is_(True))
     .order_by(Reward.id)
 )
@@ -177,19 +186,36 @@ class _JoinState(NamedTuple):
     claimed_version: int | None
     reward_count: int
     user_id: str | None
+    slots: list[dict[str, Any]] | None  # multi-slot events only
 
 
-def _join_state(connection: Connection, event_id: str) -> _JoinState:
-    """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock)."""
+def _join_state(connection: Connection, event_id: str, multislot: bool = False) -> _JoinState:
+    """The few columns the join needs, row-locked on PostgreSQL (SQLite: the writer lock). An event of the
+    other kind (a multi-slot event on the single-slot URL, or the reverse) is a 409."""
     raw = _sqlite(connection)
     if raw is not None:
         row = raw.execute(_SQLITE_JOIN_STATE, (event_id,)).fetchone()
+        if row is not None and row[6] is not None:
+            row = (*row[:6], orjson.loads(row[6]))
     else:
         query = _JOIN_STATE_LOCKED if _is_postgresql(connection) else _JOIN_STATE
         row = connection.execute(query, {"event_id": event_id}).first()
     if row is None:
         raise ApiError(404, "EventNotFound", f"No event with eventId {event_id!r}; reward or activate only events returned by Rank.", "eventId")
-    return _JoinState(*row)
+    state = _JoinState(*row)
+    if multislot and state.slots is None:
+        raise ApiError(409, "SingleSlotEvent", f"Event {event_id!r} was ranked by the single-slot Rank; send its reward to "
+                       "/events/{eventId}/reward as {\"value\": ...} (and activate it at /events/{eventId}/activate).", "eventId")
+    if not multislot and state.slots is not None:
+        raise ApiError(409, "MultiSlotEvent", f"Event {event_id!r} was ranked by the multi-slot Rank; send its rewards to "
+                       "/multislot/events/{eventId}/reward as {\"reward\": [{\"slotId\": ..., \"value\": ...}]} (and "
+                       "activate it at /multislot/events/{eventId}/activate).", "eventId")
+    return state
+
+
+def active_slots(slots: list[dict[str, Any]]) -> list[int]:
+    """Positions of the slots that were given an action (the slots VW sees, in order)."""
+    return [i for i, slot in enumerate(slots) if slot["ranking"]]
 
 
 def add_reward(session: Db, event_id: str, value: float, now: float, aggregation: str) -> bool:
@@ -237,13 +263,73 @@ def add_reward(session: Db, event_id: str, value: float, now: float, aggregation
     return counted
 
 
-def activate_event(session: Db, event_id: str, now: float, wait: float, aggregation: str) -> None:
+def add_slot_rewards(session: Db, event_id: str, rewards: list[tuple[str, float]], now: float, aggregation: str) -> None:
+    """Record a multi-slot event's rewards, ``(slotId, value)`` each: every slot is joined as a single-slot
+    event is (same wait, refusals and aggregation), slot by slot. With ``earliest`` the event is ready
+    once every answered slot has its first reward; with ``sum`` at the end of its wait.
+
+    A slot id the event does not have is a 404 naming ``reward[i].slotId`` (like an unknown event), a
+    slot that was given no action a 409 (nothing was shown there to reward); nothing is stored then.
+    """
+    connection = _connection(session)
+    event = _join_state(connection, event_id, multislot=True)
+    assert event.slots is not None
+    if event.wait_until is not None and now > event.wait_until:
+        raise ApiError(
+            409, "RewardWindowClosed",
+            f"The reward wait time for event {event_id!r} ended; rewards must arrive within reward_wait_time "
+            "of the Rank call (or of activation for deferred events).", "eventId",
+        )
+    if event.claimed_version is not None and aggregation == "sum":
+        raise ApiError(409, "EventAlreadyLearned", f"Event {event_id!r} was already learned; its rewards are final.", "eventId")
+    position = {slot["id"]: i for i, slot in enumerate(event.slots)}
+    indices = []
+    for i, (slot_id, _) in enumerate(rewards):
+        target = f"reward[{i}].slotId"
+        index = position.get(slot_id)
+        if index is None:
+            known = ", ".join(repr(slot["id"]) for slot in event.slots)
+            raise ApiError(404, "UnknownSlotId", f"{target} {slot_id!r} is not a slot of event {event_id!r}; its slots are {known}.", target)
+        if not event.slots[index]["ranking"]:
+            raise ApiError(409, "SlotWithoutAction", f"{target} {slot_id!r} was given no action by Rank (every action it "
+                           "allowed was excluded or taken by an earlier slot), so it has nothing to reward; leave it out.", target)
+        indices.append(index)
+    rewarded: set[int] = set()
+    if aggregation == "earliest" and event.reward_count > 0:  # which slots already have their first reward
+        rewarded = set(connection.execute(_REWARDED_SLOTS, {"b_seq": event.seq}).scalars())
+    rows = []
+    for index, (_, value) in zip(indices, rewards):
+        counted = event.claimed_version is None and (aggregation == "sum" or index not in rewarded)
+        if counted:
+            rewarded.add(index)
+        rows.append({"event_seq": event.seq, "value": value, "received_at": now, "counted": counted, "slot": index})
+    counted_now = sum(1 for row in rows if row["counted"])
+    raw = _sqlite(connection)
+    if raw is not None:
+        raw.executemany(_SQLITE_INSERT_SLOT_REWARD, [(r["event_seq"], r["value"], now, r["counted"], r["slot"]) for r in rows])
+    else:
+        connection.execute(_INSERT_REWARD, rows)
+    if counted_now:
+        count = event.reward_count + counted_now
+        complete = rewarded.issuperset(active_slots(event.slots))
+        if aggregation == "earliest" and event.ready_at is not None and complete:
+            connection.execute(_COUNT_REWARD_READY, {"b_seq": event.seq, "b_count": count, "b_ready": min(event.ready_at, now)})
+        else:
+            connection.execute(_COUNT_REWARD, {"b_seq": event.seq, "b_count": count})
+
+
+def activate_event(session: Db, event_id: str, now: float, wait: float, aggregation: str, multislot: bool = False) -> None:
     """Activate a deferred event: its reward wait starts now. Activating twice is harmless."""
     connection = _connection(session)
-    event = _join_state(connection, event_id)
+    event = _join_state(connection, event_id, multislot)
     if event.ready_at is not None:
         return
-    ready_at = now if (aggregation == "earliest" and event.reward_count > 0) else now + wait
+    if event.slots is None:
+        complete = event.reward_count > 0
+    else:  # earliest: ready at activation only if every answered slot already has its reward
+        complete = event.reward_count > 0 and set(connection.execute(_REWARDED_SLOTS, {"b_seq": event.seq}).scalars()).issuperset(
+            active_slots(event.slots))
+    ready_at = now if (aggregation == "earliest" and complete) else now + wait
     connection.execute(_ACTIVATE, {"b_seq": event.seq, "b_now": now, "b_wait_until": now + wait, "b_ready": ready_at})
 
 
@@ -261,14 +347,20 @@ class _LearnRow(NamedTuple):
     model_version: int
     reward_count: int
     learning_mode: str | None
+    slots: list[dict[str, Any]] | None
 
 
 @dataclass(frozen=True)
 class JoinedEvent:
-    """An event with the reward the join assigned to it."""
+    """An event with the reward the join assigned to it (multi-slot: each answered slot's, and their mean)."""
 
     event: Any  # a row with the Event columns event_line() reads, and reward_count
     reward: float
+    slot_rewards: list[float] | None = None  # multi-slot: per answered slot (store.active_slots), in order
+
+    @property
+    def multislot(self) -> bool:
+        return self.slot_rewards is not None
 
 
 class StaleEvents(Exception):
@@ -289,36 +381,77 @@ def ready_events(session: Db, now: float, limit: int, aggregation: str, default_
     if raw is not None:
         loads = orjson.loads
         events = [
-            _LearnRow(*r[:4], loads(r[4]), loads(r[5]), *r[6:]) for r in raw.execute(_SQLITE_READY_EVENTS, (now, limit))
+            _LearnRow(*r[:4], loads(r[4]), loads(r[5]), *r[6:11], None if r[11] is None else loads(r[11]))
+            for r in raw.execute(_SQLITE_READY_EVENTS, (now, limit))
         ]
         reward_rows = raw.execute(_SQLITE_READY_REWARDS, (now, limit)) if events else ()
     else:
         events = list(connection.execute(_READY_EVENTS, {"now": now, "limit": limit}))
         reward_rows = connection.execute(_READY_REWARDS, {"now": now, "limit": limit}) if events else ()
     rewards: dict[int, list[float]] = {}
-    for seq, value in reward_rows:
-        rewards.setdefault(seq, []).append(value)
+    slot_values: dict[tuple[int, int], list[float]] = {}
+    for seq, value, slot in reward_rows:
+        if slot is None:
+            rewards.setdefault(seq, []).append(value)
+        else:
+            slot_values.setdefault((seq, slot), []).append(value)
+
+    def join(values: list[float] | None) -> float:
+        if not values:
+            return default_reward
+        if aggregation == "sum":
+            return min(max(math.fsum(values), reward_min), reward_max)
+        return values[0]
+
     joined = []
     for event in events:
-        values = rewards.get(event.seq)
-        if not values:
-            joined.append(JoinedEvent(event, default_reward))
-        elif aggregation == "sum":
-            joined.append(JoinedEvent(event, min(max(math.fsum(values), reward_min), reward_max)))
+        if event.slots is None:
+            joined.append(JoinedEvent(event, join(rewards.get(event.seq))))
         else:
-            joined.append(JoinedEvent(event, values[0]))
+            per_slot = [join(slot_values.get((event.seq, i))) for i in active_slots(event.slots)]
+            joined.append(JoinedEvent(event, math.fsum(per_slot) / len(per_slot), per_slot))
     return joined
 
 
+@dataclass(frozen=True)
+class Published:
+    """A multi-slot model to publish beside (or instead of) the single-slot one, with the events it learned."""
+
+    version: int
+    model: bytes
+    vw_args: str
+    events_learned: int
+    learned: list[JoinedEvent]
+
+
 def publish_snapshot(
-    session: Db, version: int, model: bytes, vw_args: str, events_learned: int, now: float,
-    learned: list[JoinedEvent], keep: int, lineage_created_at: float | None = None,
+    session: Db, version: int, model: bytes | None, vw_args: str, events_learned: int, now: float,
+    learned: list[JoinedEvent], keep: int, lineage_created_at: float | None = None, multislot: Published | None = None,
 ) -> None:
     """Claim ``learned`` for model ``version``, mark them learned and store the model, atomically;
-    prune old snapshots. Raises StaleEvents (the caller's transaction then rolls back) if an
-    event was claimed or got a counted reward since ready_events() read it, and IntegrityError if
-    snapshot ``version`` exists already (a model was imported or reset meanwhile)."""
+    prune old snapshots. The same for a multi-slot model (``multislot``) in the same transaction;
+    ``model`` None publishes that one alone. Raises StaleEvents (the caller's transaction then rolls
+    back) if an event was claimed or got a counted reward since ready_events() read it, and IntegrityError
+    if snapshot ``version`` exists already (a model was imported or reset meanwhile)."""
     connection = _connection(session)
+    if multislot is not None:
+        claimed = connection.execute(_CLAIM_LEARNED_SLOTS, [
+            {"b_seq": j.event.seq, "b_version": multislot.version, "b_reward": j.reward, "b_count": j.event.reward_count,
+             "b_slot_rewards": j.slot_rewards}
+            for j in multislot.learned
+        ]).rowcount if multislot.learned else 0
+        if claimed != len(multislot.learned):
+            raise StaleEvents(f"{len(multislot.learned) - claimed} of {len(multislot.learned)} multi-slot events changed "
+                              "while they were learned")
+        connection.execute(insert(MultiSlotSnapshot), {
+            "version": multislot.version, "created_at": now, "vw_args": multislot.vw_args, "model": multislot.model,
+            "events_learned": multislot.events_learned,
+        })
+        cutoff = multislot.version - keep
+        if cutoff > 0 and multislot.version % 10 == 0:
+            connection.execute(delete(MultiSlotSnapshot).where(MultiSlotSnapshot.version <= cutoff))
+    if model is None:
+        return
     if learned:
         raw = _sqlite(connection)
         if raw is not None:
@@ -367,12 +500,16 @@ def close_unlearned(session: Db, version: int, skipped: list[JoinedEvent]) -> No
         raise StaleEvents(f"{len(skipped) - claimed} of {len(skipped)} logged-only events changed while they were joined")
 
 
-def latest_snapshot(session: Session) -> ModelSnapshot | None:
-    return session.execute(select(ModelSnapshot).order_by(ModelSnapshot.version.desc()).limit(1)).scalar_one_or_none()
+Snapshot = type[ModelSnapshot] | type[MultiSlotSnapshot]
 
 
-def latest_version(session: Session) -> int:
-    return session.execute(select(func.max(ModelSnapshot.version))).scalar() or 0
+def latest_snapshot(session: Session, table: Snapshot = ModelSnapshot) -> Any:
+    """The newest snapshot of ``table`` (ModelSnapshot: single-slot; MultiSlotSnapshot: multi-slot), or None."""
+    return session.execute(select(table).order_by(table.version.desc()).limit(1)).scalar_one_or_none()
+
+
+def latest_version(session: Session, table: Snapshot = ModelSnapshot) -> int:
+    return session.execute(select(func.max(table.version))).scalar() or 0
 
 
 def release_claims(session: Session) -> int:
@@ -428,7 +565,16 @@ def status_counts(session: Session, now: float) -> dict[str, Any]:
     rewards = session.execute(select(func.count()).select_from(Reward)).scalar() or 0
     ignored = session.execute(select(func.count()).select_from(Reward).where(Reward.counted.is_(False))).scalar() or 0
     lease = session.execute(select(LearnerLease).where(LearnerLease.id == 1)).scalar_one_or_none()
+    slot_snapshot = session.execute(
+        select(MultiSlotSnapshot.version, MultiSlotSnapshot.created_at, MultiSlotSnapshot.events_learned)
+        .order_by(MultiSlotSnapshot.version.desc()).limit(1)
+    ).first()
     return {
+        "multislotModel": {
+            "version": slot_snapshot.version if slot_snapshot else 0,
+            "lastLearnedAt": slot_snapshot.created_at if slot_snapshot else None,
+            "eventsLearned": slot_snapshot.events_learned if slot_snapshot else 0,
+        },
         "model": {
             "version": snapshot.version if snapshot else 0,
             "lastLearnedAt": snapshot.created_at if snapshot else None,
@@ -476,14 +622,18 @@ def store_size(session: Session) -> dict[str, Any]:
 
 def iter_events(
     session: Session, since: float | None = None, until: float | None = None, learned_only: bool = True,
+    multislot: bool = False,
 ) -> Iterator[Event]:
     """Events in the order the learner learned them (snapshot by snapshot, claim order within
-    one), then, unless ``learned_only``, the events not learned yet in rank order.
+    one), then, unless ``learned_only``, the events not learned yet in rank order. Single-slot
+    events, or with ``multislot`` the multi-slot ones (each kind is a model of its own).
 
     Replaying them in this order through a fresh VW reproduces the service's model.
     """
+    kind = Event.slots.is_not(None) if multislot else Event.slots.is_(None)
 
     def window(query: Any) -> Any:
+        query = query.where(kind)
         if since is not None:
             query = query.where(Event.created_at >= since)
         if until is not None:
@@ -491,7 +641,7 @@ def iter_events(
         return query
 
     versions = session.execute(
-        select(Event.learned_version).where(Event.learned_version.is_not(None)).distinct().order_by(Event.learned_version)
+        select(Event.learned_version).where(Event.learned_version.is_not(None), kind).distinct().order_by(Event.learned_version)
     ).scalars().all()
     for version in versions:
         query = select(Event).where(Event.learned_version == version).order_by(Event.ready_at, Event.seq)
@@ -534,8 +684,8 @@ def apprentice_metrics(session: Session, reward_min: float, reward_max: float,
     top = session.execute(select(func.max(Event.seq))).scalar() or 0
     rows = session.execute(
         select(Event.chosen_index, Event.model_index, Event.learned_reward, Event.created_at)
-        .where(Event.seq > top - APPRENTICE_SCAN, Event.learning_mode == "Apprentice",
-               Event.claimed_version.is_not(None), Event.learned_reward.is_not(None))
+        .where(Event.seq > top - APPRENTICE_SCAN, Event.learning_mode == "Apprentice", Event.slots.is_(None),
+               Event.claimed_version.is_not(None), Event.learned_reward.is_not(None))  # single-slot events
         .order_by(Event.seq.desc()).limit(window)
     ).all()
     if not rows:

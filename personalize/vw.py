@@ -20,7 +20,7 @@ from typing import Any
 import vowpal_wabbit_next as _vw
 from vowpal_wabbit_next import _core
 
-__all__ = ["Model"]
+__all__ = ["Model", "SlotModel"]
 
 if not (hasattr(_core, "_parse_line_dsjson") and hasattr(_core.Workspace, "predict_multi_ex_one")
         and hasattr(_core.Workspace, "learn_multi_ex_one")):  # pragma: no cover - guards an unpinned upgrade
@@ -37,12 +37,14 @@ class Model:
     """
 
     __slots__ = ("_workspace",)
+    LABEL_TYPE = _vw.LabelType.CB
+    REDUCTION = "--cb_explore_adf"
 
     def __init__(self, args: list[str] | None = None, model_data: bytes | None = None) -> None:
         workspace = _vw.Workspace(args or [], model_data=model_data)
-        if not workspace.multiline or workspace.label_type != _vw.LabelType.CB:
+        if not workspace.multiline or workspace.label_type != self.LABEL_TYPE:
             raise ValueError(
-                f"the learning policy must be a multi-line contextual bandit (--cb_explore_adf); "
+                f"the learning policy must be a multi-line contextual bandit ({self.REDUCTION}); "
                 f"VW arguments {args!r} give label type {workspace.label_type}"
             )
         self._workspace: Any = workspace._workspace
@@ -62,3 +64,22 @@ class Model:
     def serialize(self) -> bytes:
         """The model as bytes; ``Model(["--quiet"], model_data=...)`` loads it (options travel inside)."""
         return self._workspace.serialize()
+
+
+class SlotModel(Model):
+    """One VW ``--ccb_explore_adf`` workspace (conditional contextual bandit: multi-slot), fed CCB DSJSON
+    lines (``{"c": {..., "_multi": [...], "_slots": [...]}, "_outcomes": [...]}``).
+
+    ``predict`` gives one PMF per slot. VW conditions each slot on the slots before it by leaving out
+    the action *listed first* for each earlier slot; personalize.multislot relies on that (and
+    tests/test_multislot_ranker.py checks it). Every slot sent must keep at least one action: VW
+    crashes the process on a slot whose actions are all taken or excluded.
+    """
+
+    __slots__ = ()
+    LABEL_TYPE = _vw.LabelType.CCB
+    REDUCTION = "--ccb_explore_adf"
+
+    def predict_slots(self, line: str) -> list[list[tuple[int, float]]]:
+        """Per slot of the line, its PMF as (action index, probability), the action VW conditions on first."""
+        return self._workspace.predict_multi_ex_one(self.parse(line))  # type: ignore[no-any-return]

@@ -141,6 +141,29 @@ def ope_command(config_file: str | None, events: int, train: int, seed: int | No
     click.echo(format_report(validate(log, Path(out), train, targets or FROZEN_TARGETS, jobs=jobs)))
 
 
+@simulate.command("homepage")
+@click.option("--events", default=5_000, show_default=True, help="Visits per policy.")
+@click.option("--window", default=250, show_default=True, help="Visits per point of the curves.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the visits and clicks.")
+@click.option("--out", type=click.Path(file_okay=False), default="homepage", show_default=True,
+              help="Folder for homepage.json and homepage.png.")
+def homepage_command(events: int, window: int, seed: int, out: str) -> None:
+    """Multi-slot: a homepage with a hero and two side slots (position bias), filled by the service's
+    multi-slot Rank against the editors' baseline page, uniform and the oracle."""
+    from simulator.homepage import run_homepage, write_homepage
+
+    if events < window or window < 1:
+        raise click.BadParameter("--events must be at least --window, and --window at least 1", param_hint="--events")
+    result = run_homepage(events, window, seed, Path(out), progress=lambda name: click.echo(f"running {name}...", err=True))
+    written = write_homepage(result, Path(out))
+    oracle = result.summaries["oracle"]["final_clicks_per_visit"]
+    click.echo(f"{'policy':<9} {'clicks/visit':>12} {'last 20%':>9} {'hero':>6} {'left':>6} {'right':>6} {'/oracle':>8}")
+    for name, s in result.summaries.items():
+        click.echo(f"{name:<9} {s['clicks_per_visit']:12.3f} {s['final_clicks_per_visit']:9.3f} {s['final_hero']:6.3f} "
+                   f"{s['final_left']:6.3f} {s['final_right']:6.3f} {s['final_clicks_per_visit'] / oracle:8.1%}")
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(simulate)

@@ -147,7 +147,8 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
         if endpoint is not None:
             by_role[role].add(endpoint.replace("_preview.", "."))
     assert by_role[auth.OPEN] == {"status.health", "openapi.document"}
-    assert by_role[auth.CLIENT] == {"rank.rank", "events.reward", "events.activate", "status.status"}
+    assert by_role[auth.CLIENT] == {"rank.rank", "events.reward", "events.activate", "status.status",
+                                    "multislot.rank", "multislot.reward", "multislot.activate"}
     assert by_role[auth.ADMIN] == {
         "static", "catalog.put_item", "catalog.post_items", "catalog.read_item", "catalog.delete_item",
         "catalog.post_interactions", "catalog.train_generators", "users.export", "users.erase",

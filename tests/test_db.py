@@ -7,8 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
+from alembic.script import ScriptDirectory
+
 from personalize import db as dbmod
 from personalize.db import Database
+
+#: The newest migration: what every upgrade ends at.
+HEAD = ScriptDirectory(str(dbmod.MIGRATIONS)).get_current_head()
 
 
 def test_sqlite_checkpoints_in_the_background_and_stops_with_dispose(tmp_path: Path) -> None:
@@ -154,19 +159,6 @@ def test_processes_upgrading_a_fresh_database_at_once_all_succeed(database_url: 
             assert process.returncode == 0, err.decode()[-2000:]
         engine = create_engine(url)
         with engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [_head_revision()]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
             assert {"events", "event_examples", "rewards"} <= set(inspect(connection).get_table_names())
         engine.dispose()
-
-
-def _head_revision() -> str:
-    """The newest migration's revision id, as Alembic's script directory names it."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from personalize.db import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    (head,) = ScriptDirectory.from_config(config).get_heads()
-    return head

@@ -81,7 +81,8 @@ def _follow_worded_rules(body: Any) -> None:
     """Rules the schema states in words only: unique action ids, excludedActions among them with one left,
     no feature given twice in one list, no item key both in the row and in features, sessionItems name
     catalog items (the test server's catalog is whatever earlier cases stored: none are sent), a top-level
-    timeZone feature is an IANA name."""
+    timeZone feature is an IANA name; multi-slot: unique slot ids, no more slots than actions, each slot's
+    baselineAction an action of its own that it does not exclude."""
     if not isinstance(body, dict):
         return
     if "sessionItems" in body:
@@ -101,6 +102,17 @@ def _follow_worded_rules(body: Any) -> None:
         excluded = body.get("excludedActions")
         if isinstance(excluded, list) and all(isinstance(a, dict) and isinstance(a.get("id"), str) for a in actions):
             body["excludedActions"] = [a["id"] for a in actions[1:]][: len(excluded)]
+    slots = body.get("slots")
+    if isinstance(slots, list) and isinstance(actions, list):  # multi-slot: ids unique, a baseline of its own each
+        ids = [a["id"] for a in actions if isinstance(a, dict) and isinstance(a.get("id"), str)]
+        del slots[max(len(ids), 1):]
+        _distinct_ids(slots)
+        for i, slot in enumerate(slots):
+            if isinstance(slot, dict) and i < len(ids):
+                slot["baselineAction"] = ids[i]
+                if isinstance(slot.get("excludedActions"), list):
+                    slot["excludedActions"] = [a for a in ids if a != ids[i]][: len(slot["excludedActions"])]
+                _distinct_features(slot.get("features"))
     _distinct_features(body.get("contextFeatures"))
     rows = body.get("items") if isinstance(body.get("items"), list) else [body]
     for row in rows:

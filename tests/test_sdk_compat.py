@@ -293,3 +293,72 @@ def test_both_sdks_tolerate_item_features_in_the_ranking(live_server, old_client
         assert entry.additional_properties["features"] == catalog[entry.id]
         assert entry.additional_properties["features"]["year"] >= 1995
     assert old_client.events.reward(old.event_id, 1.0) is None
+
+
+# --------------------------------------------------------------------------- new SDK, multi-slot, with keys
+# Microsoft's own example (MultiSlot_Rank.json in the 2022-09-01-preview REST spec).
+SLOTS = [
+    {"id": "Main Article", "features": [{"size": "Large", "position": "Top Middle"}],
+     "excludedActions": ["SportsArticle"], "baselineAction": "EntertainmentArticle"},
+    {"id": "Side Bar", "features": [{"size": "Small"}], "baselineAction": "NewsArticle"},
+]
+MULTI_KEY = "multi-slot-client-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_multislot_client(tmp_path_factory):
+    """azure-ai-personalizer against a `personalize serve` that requires keys."""
+    from tests.conftest import LiveServer
+
+    server = LiveServer(tmp_path_factory.mktemp("multislot"), env={"PERSONALIZE_API_KEYS": MULTI_KEY,
+                                                                   "PERSONALIZE_ADMIN_KEYS": "multi-slot-admin"}).start()
+    client = NewPersonalizerClient(server.url, AzureKeyCredential(MULTI_KEY), retry_total=0)
+    yield client, server.url
+    client.close()
+    server.stop()
+
+
+def test_new_sdk_rank_multi_slot_reward_and_activate(keyed_multislot_client):
+    client, _ = keyed_multislot_client
+    event_id = _event_id("multi")
+    resp = client.rank_multi_slot({"contextFeatures": CONTEXT, "actions": ACTIONS[:3], "slots": SLOTS,
+                                   "eventId": event_id, "deferActivation": False})
+    assert resp["eventId"] == event_id
+    assert [s["id"] for s in resp["slots"]] == ["Main Article", "Side Bar"]
+    chosen = [s["rewardActionId"] for s in resp["slots"]]
+    assert len(set(chosen)) == 2 and set(chosen) <= ACTION_IDS and chosen[0] != "SportsArticle"
+    assert client.reward_multi_slot(event_id, {"reward": [{"slotId": "Main Article", "value": 1.0},
+                                                         {"slotId": "Side Bar", "value": 0.0}]}) is None
+
+    deferred = client.rank_multi_slot({"actions": ACTIONS, "slots": SLOTS, "deferActivation": True})
+    assert deferred["eventId"]  # generated
+    assert client.activate_multi_slot(deferred["eventId"]) is None
+    assert client.reward_multi_slot(deferred["eventId"], {"reward": [{"slotId": "Side Bar", "value": 0.5}]}) is None
+
+
+def test_new_sdk_multi_slot_errors_carry_the_field(keyed_multislot_client):
+    from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError, ResourceNotFoundError
+
+    client, url = keyed_multislot_client
+    bad_slots = [dict(SLOTS[0]), dict(SLOTS[1], baselineAction="EntertainmentArticle")]
+    with pytest.raises(HttpResponseError) as excinfo:
+        client.rank_multi_slot({"actions": ACTIONS, "slots": bad_slots})
+    assert excinfo.value.status_code == 400
+    assert excinfo.value.error.code == "DuplicateBaselineAction"
+    assert excinfo.value.error.target == "slots[1].baselineAction"
+
+    single = client.rank({"actions": ACTIONS})["eventId"]
+    with pytest.raises(ResourceExistsError) as conflict:  # a single-slot event on the multi-slot URL
+        client.reward_multi_slot(single, {"reward": [{"slotId": "Side Bar", "value": 1.0}]})
+    assert conflict.value.status_code == 409 and conflict.value.error.code == "SingleSlotEvent"
+    multi = client.rank_multi_slot({"actions": ACTIONS, "slots": SLOTS})["eventId"]
+    with pytest.raises(ResourceExistsError):  # and the reverse
+        client.reward(multi, {"value": 1.0})
+    with pytest.raises(ResourceNotFoundError) as unknown_slot:
+        client.reward_multi_slot(multi, {"reward": [{"slotId": "Footer", "value": 1.0}]})
+    assert unknown_slot.value.status_code == 404 and unknown_slot.value.error.target == "reward[0].slotId"
+    with pytest.raises(ResourceNotFoundError):
+        client.activate_multi_slot(_event_id("missing"))
+    with NewPersonalizerClient(url, AzureKeyCredential("wrong"), retry_total=0) as wrong:
+        with pytest.raises(ClientAuthenticationError):
+            wrong.rank_multi_slot({"actions": ACTIONS, "slots": SLOTS})

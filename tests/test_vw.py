@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -9,7 +10,7 @@ import vowpal_wabbit_next as vw
 
 from personalize.config import DEFAULT_LEARNING_POLICY, load_settings
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, build_context, feature_namespaces
-from personalize.vw import Model
+from personalize.vw import Model, SlotModel
 
 
 def _lines(n: int, seed: int = 7) -> list[tuple[str, str]]:
@@ -60,3 +61,39 @@ def test_bad_json_raises_like_the_public_parser() -> None:
         vw.DSJsonFormatParser(vw.Workspace(load_settings(env={}).vw_args)).parse_json('{"c": [1, 2')
     with pytest.raises(RuntimeError):
         model.predict('{"c": [1, 2')
+
+
+def _ccb_lines(n: int, seed: int = 3) -> list[tuple[str, str]]:
+    """(unlabelled, labelled) CCB lines: 3 slots over 6 actions, the last slot excluding action 0."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        actions = [(f"a{j}", feature_namespaces([{"item": {"kind": f"k{j % 3}"}}], "a", ACTION_INDEX)) for j in range(6)]
+        context = feature_namespaces([{"user": {"seg": f"s{rng.randint(0, 2)}"}}], "c", CONTEXT_INDEX)
+        c = build_context(context, actions, "cross")[:-1]
+        slots = [{"_id": "x", "s": {"pos": 0}}, {"_id": "y", "s": {"pos": 1}}, {"_id": "z", "s": {"pos": 2}, "_inc": [1, 2, 3, 4, 5]}]
+        chosen = rng.sample(range(1, 6), 3)
+        outcomes = ",".join(f'{{"_label_cost":{-float(rng.random() < 0.4)},"_a":[{a}],"_p":[{rng.uniform(0.1, 1):.3f}]}}'
+                            for a in chosen)
+        text = c + ',"_slots":' + json.dumps(slots) + "}"
+        out.append(('{"c":' + text + "}", '{"c":' + text + ',"_outcomes":[' + outcomes + "]}"))
+    return out
+
+
+def test_slot_model_predicts_and_learns_exactly_like_the_public_api() -> None:
+    args = load_settings(env={}).multislot_vw_args
+    public = vw.Workspace(args)
+    parser = vw.DSJsonFormatParser(public)
+    ours = SlotModel(args)
+    for rank_line, learn_line in _ccb_lines(200):
+        assert ours.predict_slots(rank_line) == public.predict_one(parser.parse_json(rank_line))
+        public.learn_one(parser.parse_json(learn_line))
+        ours.learn(learn_line)
+    assert ours.serialize() == public.serialize()
+
+
+def test_each_model_refuses_the_other_kind_of_policy() -> None:
+    with pytest.raises(ValueError, match="ccb_explore_adf"):
+        SlotModel(load_settings(env={}).vw_args)
+    with pytest.raises(ValueError, match="cb_explore_adf"):
+        Model(load_settings(env={}).multislot_vw_args)

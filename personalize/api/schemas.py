@@ -280,6 +280,68 @@ def components(settings: Settings) -> dict[str, Any]:
                                                     "scale your reward (or change PERSONALIZE_REWARD_MIN/MAX)."}},
             "description": 'The reward, e.g. {"value": 1.0}.',
         },
+        "SlotRequest": {
+            "type": "object", "required": ["id", "baselineAction"], "additionalProperties": False,
+            "properties": {
+                "id": _id("The slot's id, unique within the request"),
+                "features": _ref("FeatureList"),
+                "excludedActions": {"type": ["array", "null"], "items": _id("The id of an action this slot must not show"),
+                                    "description": "Ids of actions in this request this slot must not show."},
+                "baselineAction": _id("The action this slot would show without personalization: one of the actions, "
+                                      "not in this slot's excludedActions, and a different one for every slot"),
+            },
+            "description": "A slot to fill: its id, features, excluded actions and baseline action.",
+        },
+        "MultiSlotRankRequest": {
+            "type": "object", "required": ["actions", "slots"], "additionalProperties": False,
+            "properties": {
+                "contextFeatures": _ref("FeatureList"),
+                "actions": {"type": "array", "minItems": 1, "items": _ref("RankableAction"),
+                            "allOf": [{"maxItems": settings.max_actions, "x-error-code": "TooManyActions",
+                                       "description": f"At most {settings.max_actions} actions (send fewer, or raise "
+                                                      "PERSONALIZE_MAX_ACTIONS)."}],
+                            "description": "The candidates; ids unique within the request."},
+                "slots": {"type": "array", "minItems": 1, "items": _ref("SlotRequest"),
+                          "description": "The slots to fill, in the order they are filled (the most important first); "
+                                         "ids unique, at most as many slots as actions."},
+                "eventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                            "pattern": f"^[^{ID_FORBIDDEN}]*$",
+                            "not": {"type": "string", "pattern": "(^|/)\\.\\.?(/|$)"},
+                            "description": "A unique id for this decision (generated when absent): 1 to "
+                                           f"{MAX_ID_LENGTH} characters, no control characters, no '.' or '..' path "
+                                           "segment (HTTP clients rewrite those in the reward URL)."},
+                "deferActivation": {"type": ["boolean", "null"],
+                                    "description": "true: learn from the event only after it is activated."},
+            },
+            "description": "A multi-slot Rank: context, actions and the slots to fill with distinct actions.",
+        },
+        "SlotResponse": {
+            "type": "object", "required": ["id"],
+            "properties": {"id": {"type": "string"},
+                           "rewardActionId": {"type": "string", "description": "The action to show in this slot; absent "
+                                              "when every action the slot allows was taken by an earlier slot."}},
+        },
+        "MultiSlotRankResponse": {
+            "type": "object", "required": ["eventId", "slots"],
+            "properties": {"eventId": {"type": "string"}, "slots": {"type": "array", "items": _ref("SlotResponse")}},
+        },
+        "SlotReward": {
+            "type": "object", "required": ["slotId", "value"], "additionalProperties": False,
+            "properties": {
+                "slotId": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                           "description": "The id of a slot of the event (as sent to Rank)."},
+                "value": {"type": "number", "minimum": settings.reward_min, "maximum": settings.reward_max,
+                          "x-error-code": "InvalidRewardValue",
+                          "description": f"A number within [{settings.reward_min}, {settings.reward_max}]; "
+                                         "scale your reward (or change PERSONALIZE_REWARD_MIN/MAX)."},
+            },
+        },
+        "MultiSlotRewardRequest": {
+            "type": "object", "required": ["reward"], "additionalProperties": False,
+            "properties": {"reward": {"type": "array", "minItems": 1, "items": _ref("SlotReward"),
+                                      "description": "One or more slots' rewards."}},
+            "description": 'Rewards of some or all slots, e.g. {"reward": [{"slotId": "hero", "value": 1.0}]}.',
+        },
         "PersonalizerError": {
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"},
@@ -427,6 +489,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/events/{eventId}/activate", "Events_Activate",
               "Activate a deferred event: its reward wait starts now.", "client", "Events", "events.activate", {204: None},
               path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
+    Operation("post", "/multislot/rank", "MultiSlot_Rank", "Rank actions for several slots: a distinct one per slot.",
+              "client", "MultiSlot", "multislot.rank", {201: "MultiSlotRankResponse"}, request="MultiSlotRankRequest",
+              errors=(409,)),
+    Operation("post", "/multislot/events/{eventId}/reward", "MultiSlotEvents_Reward",
+              "Report rewards of a multi-slot event's slots.", "client", "MultiSlot", "multislot.reward", {204: None},
+              request="MultiSlotRewardRequest", path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
+    Operation("post", "/multislot/events/{eventId}/activate", "MultiSlotEvents_Activate",
+              "Activate a deferred multi-slot event: its reward wait starts now.", "client", "MultiSlot",
+              "multislot.activate", {204: None}, path_params={"eventId": _EVENT_ID}, errors=(404, 409)),
     Operation("get", "/status", "Status_Get", "Model, event, reward and learner counts (our extension).", "client",
               "Status", "status.status", {200: "Status"}),
     Operation("get", "/health", "Health_Get", "Liveness probe: 503 while the database is unreachable.", "open",
@@ -492,8 +563,9 @@ _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
     401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
     403: "A client key on an admin operation.",
-    404: "No such event, item, user or operation.",
-    409: "Conflict: eventId already used, reward too late, or the event already learned.",
+    404: "No such event, slot of the event, item, user or operation.",
+    409: "Conflict: eventId already used, reward too late, the event already learned, an event of the other kind "
+         "(single-slot vs multi-slot), or a reward for a slot answered without an action.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json); model files: application/octet-stream.",
     422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, or an item "
@@ -607,7 +679,7 @@ class RequestSchemas:
         self._validators = {
             name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
             for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest",
-                         "ServiceConfiguration")
+                         "ServiceConfiguration", "MultiSlotRankRequest", "MultiSlotRewardRequest")
         }
 
     def check(self, name: str, body: Any) -> None:

@@ -135,6 +135,16 @@ _TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME},
 MAX_SESSION_ITEMS = 100
 
 
+#: Rank's and multi-slot Rank's eventId and deferActivation.
+_DECISION_ID = {
+    "type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^[^{ID_FORBIDDEN}]*$",
+    "not": {"type": "string", "pattern": "(^|/)\\.\\.?(/|$)"},
+    "description": f"A unique id for this decision (generated when absent): 1 to {MAX_ID_LENGTH} characters, no control "
+                   "characters, no '.' or '..' path segment (HTTP clients rewrite those in the reward URL).",
+}
+_DEFER_ACTIVATION = {"type": ["boolean", "null"], "description": "true: learn from the event only after it is activated."}
+
+
 def _item_filter() -> dict[str, Any]:
     """``ItemFilter``: what personalize/filters.py accepts (it validates Rank's filter, naming the exact field;
     tests/test_filters.py holds the two equal)."""
@@ -220,14 +230,8 @@ def components(settings: Settings) -> dict[str, Any]:
                 "excludedActions": {"type": ["array", "null"], "items": _id("The id of an action to exclude"),
                                     "description": "Ids of actions in this request that must not be chosen now; at "
                                                    "least one action must remain."},
-                "eventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                            "pattern": f"^[^{ID_FORBIDDEN}]*$",
-                            "not": {"type": "string", "pattern": "(^|/)\\.\\.?(/|$)"},
-                            "description": "A unique id for this decision (generated when absent): 1 to "
-                                           f"{MAX_ID_LENGTH} characters, no control characters, no '.' or '..' path "
-                                           "segment (HTTP clients rewrite those in the reward URL)."},
-                "deferActivation": {"type": ["boolean", "null"],
-                                    "description": "true: learn from the event only after it is activated."},
+                "eventId": _DECISION_ID,
+                "deferActivation": _DEFER_ACTIVATION,
                 "userId": _catalog_id("The user this decision is for, as in the catalog's interactions; without "
                                       "actions, candidates are generated for them"),
                 "numCandidates": {"type": "integer", "minimum": 1, "maximum": settings.max_actions,
@@ -304,14 +308,8 @@ def components(settings: Settings) -> dict[str, Any]:
                 "slots": {"type": "array", "minItems": 1, "items": _ref("SlotRequest"),
                           "description": "The slots to fill, in the order they are filled (the most important first); "
                                          "ids unique, at most as many slots as actions."},
-                "eventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                            "pattern": f"^[^{ID_FORBIDDEN}]*$",
-                            "not": {"type": "string", "pattern": "(^|/)\\.\\.?(/|$)"},
-                            "description": "A unique id for this decision (generated when absent): 1 to "
-                                           f"{MAX_ID_LENGTH} characters, no control characters, no '.' or '..' path "
-                                           "segment (HTTP clients rewrite those in the reward URL)."},
-                "deferActivation": {"type": ["boolean", "null"],
-                                    "description": "true: learn from the event only after it is activated."},
+                "eventId": _DECISION_ID,
+                "deferActivation": _DEFER_ACTIVATION,
             },
             "description": "A multi-slot Rank: context, actions and the slots to fill with distinct actions.",
         },

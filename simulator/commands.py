@@ -147,19 +147,26 @@ def ope_command(config_file: str | None, events: int, train: int, seed: int | No
 @click.option("--seed", default=0, show_default=True, help="Seed of the visits and clicks.")
 @click.option("--out", type=click.Path(file_okay=False), default="homepage", show_default=True,
               help="Folder for homepage.json and homepage.png.")
-def homepage_command(events: int, window: int, seed: int, out: str) -> None:
+@click.option("--apprentice-until", type=click.IntRange(min=0),
+              help="Also run the service in Apprentice mode (the baseline page, learning from its clicks) and switch "
+                   "it to Online after this many visits.")
+def homepage_command(events: int, window: int, seed: int, out: str, apprentice_until: int | None) -> None:
     """Multi-slot: a homepage with a hero and two side slots (position bias), filled by the service's
-    multi-slot Rank against the editors' baseline page, uniform and the oracle."""
+    multi-slot Rank against the editors' baseline page, uniform and the oracle (and, with
+    --apprentice-until, the service moving from Apprentice to Online)."""
     from simulator.homepage import run_homepage, write_homepage
 
     if events < window or window < 1:
         raise click.BadParameter("--events must be at least --window, and --window at least 1", param_hint="--events")
-    result = run_homepage(events, window, seed, Path(out), progress=lambda name: click.echo(f"running {name}...", err=True))
+    if apprentice_until is not None and apprentice_until > events:
+        raise click.BadParameter("must be at most --events", param_hint="--apprentice-until")
+    result = run_homepage(events, window, seed, Path(out), progress=lambda name: click.echo(f"running {name}...", err=True),
+                          apprentice_until=apprentice_until)
     written = write_homepage(result, Path(out))
     oracle = result.summaries["oracle"]["final_clicks_per_visit"]
-    click.echo(f"{'policy':<9} {'clicks/visit':>12} {'last 20%':>9} {'hero':>6} {'left':>6} {'right':>6} {'/oracle':>8}")
+    click.echo(f"{'policy':<10} {'clicks/visit':>12} {'last 20%':>9} {'hero':>6} {'left':>6} {'right':>6} {'/oracle':>8}")
     for name, s in result.summaries.items():
-        click.echo(f"{name:<9} {s['clicks_per_visit']:12.3f} {s['final_clicks_per_visit']:9.3f} {s['final_hero']:6.3f} "
+        click.echo(f"{name:<10} {s['clicks_per_visit']:12.3f} {s['final_clicks_per_visit']:9.3f} {s['final_hero']:6.3f} "
                    f"{s['final_left']:6.3f} {s['final_right']:6.3f} {s['final_clicks_per_visit'] / oracle:8.1%}")
     click.echo("wrote " + ", ".join(str(p) for p in written))
 

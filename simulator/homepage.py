@@ -10,7 +10,10 @@ so the same article earns more clicks there. The policies:
 - ``baseline``: every slot shows its ``baselineAction`` (the editors' fixed page: what Personalizer's
   Apprentice mode would answer);
 - ``uniform``: distinct random articles;
-- ``oracle``: knows the appeal: fills the hero with the reader's most appealing article, then the sides.
+- ``oracle``: knows the appeal: fills the hero with the reader's most appealing article, then the sides;
+- ``apprentice`` (with ``apprentice_until``): the same service started in Personalizer's Apprentice mode
+  (it answers the baseline page and learns from its clicks) and switched to Online through the service
+  configuration after ``apprentice_until`` visits, as an operator would once the model looks ready.
 
 Every policy meets the same readers in the same order. ``run_homepage`` returns per-window click rates
 per slot; ``write_homepage`` writes ``homepage.json`` and the ``homepage.png`` plot.
@@ -20,15 +23,17 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 
-__all__ = ["Homepage", "HomepageResult", "run_homepage", "write_homepage", "POLICIES"]
+__all__ = ["Homepage", "HomepageResult", "run_homepage", "write_homepage", "POLICIES", "DEFAULT_POLICIES"]
 
-POLICIES = ("service", "baseline", "uniform", "oracle")
+POLICIES = ("service", "baseline", "uniform", "oracle", "apprentice")
+#: The policies run unless told otherwise (``apprentice`` needs a switch point).
+DEFAULT_POLICIES = POLICIES[:4]
 CATEGORIES = ("politics", "sport", "culture", "tech")
 SEGMENTS = {"commuter": {"politics": 0.30, "tech": 0.20}, "fan": {"sport": 0.45, "culture": 0.10},
             "reader": {"culture": 0.35, "politics": 0.15}, "geek": {"tech": 0.40, "sport": 0.10}}
@@ -69,23 +74,26 @@ class HomepageResult:
     seed: int
     curves: dict[str, list[dict[str, float]]]  # policy -> per window: events, ctr per slot, page clicks per visit
     summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+    apprentice_until: int | None = None  # when the apprentice policy was switched to Online
 
     def as_json(self) -> dict[str, Any]:
         return {"events": self.events, "window": self.window, "seed": self.seed, "policies": self.summaries,
-                "curves": self.curves}
+                "apprenticeUntil": self.apprentice_until, "curves": self.curves}
 
 
-def _service_policy(page: Homepage, folder: Path, clock: Callable[[], float]) -> Callable[[str, str, str], list[str]]:
-    """The real service's multi-slot Rank/Reward (Rank and Reward skip only WSGI, as simulator.transport does)."""
+def _service_policy(page: Homepage, folder: Path, clock: Callable[[], float],
+                    learning_mode: str = "Online") -> Callable[[str, str, str], list[str]]:
+    """The real service's multi-slot Rank/Reward (Rank and Reward skip only WSGI, as simulator.transport does);
+    ``choose.set_mode(mode)`` changes the learning mode through the stored service configuration."""
     from personalize.api._common import decode_body
     from personalize.app import create_app
     from personalize.config import load_settings
 
     folder.mkdir(parents=True, exist_ok=True)
-    database = folder / "homepage.db"
+    database = folder / f"homepage-{learning_mode.lower()}.db"
     database.unlink(missing_ok=True)
     settings = load_settings({"database_url": f"sqlite:///{database}", "learner": "inline",
-                              "reward_wait_time": 3600.0}, env={})
+                              "reward_wait_time": 3600.0, "learning_mode": learning_mode}, env={})
     app = create_app(settings, clock=clock)
     service = app.extensions["personalize"]
     actions, slots = page.actions(), list(page.slots)
@@ -100,15 +108,24 @@ def _service_policy(page: Homepage, folder: Path, clock: Callable[[], float]) ->
         body = {"reward": [{"slotId": s["id"], "value": c} for s, c in zip(slots, clicks)]}
         service.reward_multislot(event_id, decode_body(orjson.dumps(body)))
 
+    def set_mode(mode: str) -> None:
+        service.store_configuration(lambda current: replace(current, learning_mode=mode))
+
     choose.reward = reward  # type: ignore[attr-defined]
+    choose.set_mode = set_mode  # type: ignore[attr-defined]
     choose.close = service.close  # type: ignore[attr-defined]
     return choose
 
 
 def run_homepage(events: int = 5000, window: int = 250, seed: int = 0, out: Path = Path("homepage"),
-                 policies: tuple[str, ...] = POLICIES, page: Homepage | None = None,
-                 progress: Callable[[str], None] | None = None) -> HomepageResult:
-    """Every policy on the same ``events`` visits; click rates per slot per ``window`` visits."""
+                 policies: tuple[str, ...] | None = None, page: Homepage | None = None,
+                 progress: Callable[[str], None] | None = None, apprentice_until: int | None = None) -> HomepageResult:
+    """Every policy on the same ``events`` visits; click rates per slot per ``window`` visits. With
+    ``apprentice_until``, the ``apprentice`` policy runs too: Apprentice for that many visits, then Online."""
+    if policies is None:
+        policies = DEFAULT_POLICIES + (("apprentice",) if apprentice_until is not None else ())
+    if "apprentice" in policies and apprentice_until is None:
+        raise ValueError("the apprentice policy needs apprentice_until (the visit at which it switches to Online)")
     page = page or Homepage()
     visits_rng = random.Random(seed)
     visits = [(visits_rng.choice(list(SEGMENTS)), visits_rng.choice(DEVICES)) for _ in range(events)]
@@ -120,12 +137,17 @@ def run_homepage(events: int = 5000, window: int = 250, seed: int = 0, out: Path
             progress(name)
         rng = random.Random(seed * 7919 + POLICIES.index(name))
         now = [1_700_000_000.0]
-        service = _service_policy(page, out / "services", lambda: now[0]) if name == "service" else None
+        service = None
+        if name in ("service", "apprentice"):
+            mode = "Apprentice" if name == "apprentice" else "Online"
+            service = _service_policy(page, out / "services", lambda: now[0], mode)
         rows: list[dict[str, float]] = []
         clicks = [0.0] * n_slots
         total = [0.0] * n_slots
         try:
             for i, (segment, device) in enumerate(visits):
+                if name == "apprentice" and i == apprentice_until:
+                    service.set_mode("Online")  # type: ignore[union-attr]
                 if service is not None:
                     shown = service(f"{seed}-{i}", segment, device)
                 elif name == "baseline":
@@ -156,11 +178,12 @@ def run_homepage(events: int = 5000, window: int = 250, seed: int = 0, out: Path
         summaries[name] = {"clicks_per_visit": sum(total) / events,
                            "final_clicks_per_visit": sum(r["page"] for r in tail) / len(tail),
                            **{f"final_{s['id']}": sum(r[s["id"]] for r in tail) / len(tail) for s in page.slots}}
-    return HomepageResult(events, window, seed, curves, summaries)
+    return HomepageResult(events, window, seed, curves, summaries, apprentice_until)
 
 
 _STYLE = {"oracle": dict(color="black", linestyle="--"), "uniform": dict(color="grey", linestyle=":"),
-          "baseline": dict(color="tab:orange"), "service": dict(color="tab:blue", linewidth=2.2)}
+          "baseline": dict(color="tab:orange"), "service": dict(color="tab:blue", linewidth=2.2),
+          "apprentice": dict(color="tab:green", linewidth=1.8)}
 
 
 def write_homepage(result: HomepageResult, out: Path) -> list[Path]:
@@ -180,12 +203,16 @@ def write_homepage(result: HomepageResult, out: Path) -> list[Path]:
             final = result.summaries[name]["final_clicks_per_visit" if key == "page" else f"final_{key}"]
             ax.plot([r["events"] for r in rows], [r[key] for r in rows], label=f"{name} ({final:.3f})",
                     **_STYLE.get(name, {}))
+        if result.apprentice_until is not None:
+            ax.axvline(result.apprentice_until, color="tab:green", linestyle=":", linewidth=1)
         ax.set(title="whole page: clicks per visit" if key == "page" else f"slot '{key}': click rate",
                xlabel="visits")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
+    switch = ("" if result.apprentice_until is None
+              else f"; apprentice: Apprentice mode until visit {result.apprentice_until} (dotted line), then Online")
     fig.suptitle(f"Homepage, 3 slots with position bias {Homepage().position_bias}: per {result.window} visits "
-                 "(legend: last 20%)")
+                 f"(legend: last 20%){switch}")
     fig.tight_layout()
     plot = out / "homepage.png"
     fig.savefig(plot, dpi=100)

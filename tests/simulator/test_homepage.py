@@ -35,3 +35,31 @@ def test_simulate_homepage_command(tmp_path: Path) -> None:
     assert "oracle" in result.stdout and (tmp_path / "homepage.png").exists()
     bad = CliRunner().invoke(cli, ["simulate", "homepage", "--events", "10", "--window", "100"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_apprentice_then_online_answers_the_baseline_page_until_the_switch(tmp_path: Path) -> None:
+    """The apprentice policy: Apprentice mode (each slot's baselineAction, p = 1) for 200 visits, then Online
+    through the stored service configuration, as an operator would switch it."""
+    import sqlite3
+
+    result = run_homepage(events=400, window=100, seed=2, out=tmp_path, policies=("baseline", "apprentice"),
+                          apprentice_until=200)
+    assert set(result.curves) == {"baseline", "apprentice"} and result.as_json()["apprenticeUntil"] == 200
+    with sqlite3.connect(tmp_path / "services" / "homepage-apprentice.db") as db:
+        rows = db.execute("SELECT learning_mode, probability, slots FROM events ORDER BY seq").fetchall()
+    assert len(rows) == 400
+    baselines = [s["baselineAction"] for s in Homepage().slots]
+    articles = list(Homepage().articles)
+    for mode, probability, slots in rows[:200]:
+        chosen = [articles[slot["ranking"][0]] for slot in json.loads(slots)]
+        assert mode == "Apprentice" and probability == 1.0 and chosen == baselines
+    assert all(mode is None for mode, _, _ in rows[200:])  # Online (stored as NULL)
+    assert any(probability < 1.0 for _, probability, _ in rows[200:])  # it explores again
+    written = write_homepage(result, tmp_path)
+    assert json.loads(written[0].read_text())["apprenticeUntil"] == 200
+
+
+def test_simulate_homepage_apprentice_until_must_fit_the_events(tmp_path: Path) -> None:
+    bad = CliRunner().invoke(cli, ["simulate", "homepage", "--events", "200", "--window", "100",
+                                   "--apprentice-until", "300", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--apprentice-until" in bad.output and "Traceback" not in bad.output

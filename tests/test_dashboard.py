@@ -255,3 +255,25 @@ def test_basic_credentials_count_on_the_dashboard_only(make_app: Any) -> None:
     for response in (client.post(BASE + "/generators/train", headers=basic), client.get("/metrics", headers=basic),
                      client.get(BASE + "/status", headers=basic)):
         assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_apprentice_mode_shows_how_the_model_compares_with_the_baseline(make_app: Any, database_url: str,
+                                                                          clock: Any) -> None:
+    """Issue 16: in Apprentice the dashboard shows the mode, the agreement with the baseline and the model's
+    reward bounds, the numbers GET /status reports."""
+    app = make_app(database_url=database_url, clock=clock, start=False, learner="inline", learning_mode="Apprentice")
+    client = app.test_client()
+    assert "apprentice-agreement" not in client.get("/dashboard").get_data(as_text=True)  # nothing final yet
+    actions = [{"id": a, "features": [{"kind": a}]} for a in ("a", "b", "c")]
+    for i in range(30):
+        client.post("/personalizer/v1.0/rank", json={"actions": actions, "eventId": f"e{i}",
+                                                     "contextFeatures": [{"user": {"n": str(i % 2)}}]})
+        client.post(f"/personalizer/v1.0/events/e{i}/reward", json={"value": 1.0})
+        clock.advance(1.0)
+    app.extensions.pop("personalize.dashboard", None)  # a fresh cache: the numbers after the traffic
+    data = client.get("/dashboard/data").json
+    status = client.get("/personalizer/v1.0/status").json["apprentice"]
+    assert data["learningMode"] == "Apprentice" and data["apprentice"]["events"] == status["events"] == 30
+    assert data["apprentice"]["agreement"] == status["agreement"] and data["apprentice"]["baselineReward"] == 1.0
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert 'id="learning-mode">Apprentice<' in html and "apprentice-agreement" in html

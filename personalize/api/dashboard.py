@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template
 
 from personalize.ops import dashboard
+from personalize import store
 from personalize.ops.charts import Series, line_chart
 from personalize.ops.metrics import error_counts
 
@@ -25,7 +26,11 @@ def _compute(app: Flask) -> dict[str, Any]:
     errors = {"counts": error_counts(service.metrics)[: dashboard.TOP],
               "recent": app.extensions["personalize.errors"].recent()[: dashboard.TOP]}
     with service.db.reading() as connection:
-        return dashboard.collect(connection, service.clock(), service.ranker.version, errors)
+        data = dashboard.collect(connection, service.clock(), service.ranker.version, errors)
+        data["learningMode"] = service.live.current.learning_mode
+        # Apprentice: how the model compares with the baseline (docs/api.md, "Learning modes"); None without events
+        data["apprentice"] = store.apprentice_metrics(connection, service.settings.reward_min, service.settings.reward_max)
+        return data
 
 
 def _data() -> dict[str, Any]:

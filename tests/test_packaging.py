@@ -12,6 +12,8 @@ ROOT = Path(__file__).parents[1]
 RUNTIME_PACKAGES = ("personalize", "plugins", "simulator")
 #: Imported only from test suites (a plugin author's tests subclass its contract), never at run time.
 TEST_SUPPORT = {Path("personalize/testing.py")}
+#: Modules that run only with an optional extra installed (registered only then): their imports come from it.
+EXTRA_FILES = {Path("plugins/text_embedding.py"): "embeddings"}
 
 
 def _imported_modules() -> dict[str, str]:
@@ -19,7 +21,7 @@ def _imported_modules() -> dict[str, str]:
     found: dict[str, str] = {}
     for package in RUNTIME_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            if path.relative_to(ROOT) in TEST_SUPPORT:
+            if path.relative_to(ROOT) in TEST_SUPPORT or path.relative_to(ROOT) in EXTRA_FILES:
                 continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
@@ -50,3 +52,9 @@ def test_every_third_party_import_is_a_runtime_dependency() -> None:
         if not owners & declared:
             missing.append(f"{module} ({', '.join(sorted(owners))}, imported by {where})")
     assert not missing, "imported at run time but not in [project].dependencies: " + "; ".join(missing)
+
+
+def test_extra_only_modules_name_a_declared_extra() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for path, extra in EXTRA_FILES.items():
+        assert (ROOT / path).exists() and extra in extras, (path, extra)

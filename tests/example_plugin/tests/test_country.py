@@ -30,7 +30,7 @@ def test_the_installed_plugin_adds_the_country_to_a_logged_rank(tmp_path) -> Non
     from personalize.config import load_settings
     from personalize.models import Event
 
-    app = create_app(load_settings({"data_dir": str(tmp_path)}, env={}), start=False)
+    app = create_app(load_settings({"data_dir": str(tmp_path), "enrich_context": True}, env={}), start=False)
     try:
         answer = app.test_client().post("/personalizer/v1.0/rank", headers={"CF-IPCountry": "FR"},
                                         json={"actions": [{"id": "a"}, {"id": "b"}], "eventId": "e1"})

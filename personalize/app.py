@@ -10,7 +10,7 @@ from flask import Flask, Response
 from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
-from personalize.api import auth, browsers, catalog, errors, events, openapi, rank, status
+from personalize.api import auth, browsers, catalog, errors, evaluations, events, openapi, policy, rank, status
 from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
 from personalize.service import Service
@@ -56,7 +56,7 @@ def create_app(
     service = Service(settings, clock=clock)
     app.extensions["personalize"] = service
     errors.register_error_handlers(app)
-    for blueprint in (rank.bp, events.bp, status.bp, catalog.bp):
+    for blueprint in (rank.bp, events.bp, status.bp, catalog.bp, policy.bp, evaluations.bp):
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     app.register_blueprint(openapi.bp)

@@ -172,6 +172,7 @@ class Settings:
         return args + ["--quiet"]
 
     def validate(self) -> "Settings":
+        _check_learning_policy(self.learning_policy)
         if self.reward_aggregation not in ("earliest", "sum"):
             raise SettingsError("reward_aggregation must be 'earliest' or 'sum'")
         if not 0.0 <= self.exploration <= 1.0:
@@ -210,6 +211,10 @@ class Settings:
             _check_origin(origin)
         return self
 
+    def replace_policy(self, arguments: str) -> "Settings":
+        """These settings with another learning policy, unchecked (a stored policy was checked when stored)."""
+        return dataclasses.replace(self, learning_policy=arguments)
+
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes).validate()
 
@@ -220,6 +225,17 @@ class Settings:
             "rewardWaitTime": self.reward_wait_time, "rewardAggregation": self.reward_aggregation,
             "defaultReward": self.default_reward, "learner": self.learner,
         }
+
+
+def _check_learning_policy(arguments: str) -> None:
+    """A policy VW refuses is a settings error at start (one line), not a traceback in every worker."""
+    from personalize.policy import PolicyError, check_policy_in_process
+
+    try:
+        check_policy_in_process(arguments)
+    except PolicyError as exc:
+        raise SettingsError(f"learning_policy: {exc}; fix PERSONALIZE_LEARNING_POLICY (or learning_policy in the "
+                            "config file)") from None
 
 
 def _split(text: str) -> tuple[str, ...]:

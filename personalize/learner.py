@@ -12,6 +12,7 @@ and the learner restores its last snapshot and relearns.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -23,9 +24,10 @@ from personalize.config import Settings
 from personalize.db import Database
 from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line
+from personalize.policy import stored_arguments_query
 from personalize.vw import Model
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "POLICY_POLL_SECONDS"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 #: is still learned within learner_interval, and a reward is in the served model well under 1 s.
 BUSY_EVENTS = 16
 BUSY_INTERVAL = 0.2
+#: Seconds between the learner's reads of the stored learning policy (one tiny query, never per Rank).
+POLICY_POLL_SECONDS = 1.0
+#: While a new policy's model is rebuilt from the log, the lease is renewed every this many events.
+REBUILD_LEASE_EVERY = 500
 
 
 class Learner:
@@ -45,7 +51,7 @@ class Learner:
         settings: Settings,
         db: Database,
         clock: Callable[[], float] = time.time,
-        on_publish: Callable[[int, bytes], None] | None = None,
+        on_publish: Callable[[int, bytes, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -53,6 +59,7 @@ class Learner:
         self.on_publish = on_publish
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
+        self._policy_checked = -math.inf
         self.version = 0
         self.events_learned = 0
         self._model: Model | None = None
@@ -76,23 +83,78 @@ class Learner:
         self._has_lease = got
         return got
 
+    def _stored_vw_args(self) -> str:
+        """The VW arguments of the policy in force: the stored one (PUT /configurations/policy), else the setting."""
+        with self.db.reading() as connection:
+            stored = connection.execute(stored_arguments_query()).scalar()
+        self._policy_checked = time.monotonic()
+        if stored is None:
+            return " ".join(self.settings.vw_args)
+        return " ".join(self.settings.replace_policy(stored).vw_args)
+
     def _restore(self) -> None:
-        """Resume from the newest snapshot; release claims a crashed learner left behind."""
-        args = self.vw_args
+        """Resume from the newest snapshot; release claims a crashed learner left behind. If the policy
+        in force differs from the snapshot's, the model is rebuilt under it from the logged events."""
+        self.vw_args = self._stored_vw_args()
         with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
         if released:
             log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
-        if snapshot is not None and snapshot.vw_args == args:
+        self.version = snapshot.version if snapshot is not None else 0
+        if snapshot is not None and snapshot.vw_args == self.vw_args:
             self._model = Model(["--quiet"], model_data=snapshot.model)
             self.events_learned = snapshot.events_learned
-        else:
-            if snapshot is not None:
-                log.warning("learning policy changed (%r -> %r): starting a new model", snapshot.vw_args, args)
-            self._model = Model(self.settings.vw_args)
+        elif snapshot is None:
+            self._model = Model(self.vw_args.split())
             self.events_learned = 0
-        self.version = snapshot.version if snapshot is not None else 0
+        else:
+            self._rebuild(snapshot.vw_args)
+
+    def _rebuild(self, old_args: str) -> None:
+        """A new policy: a fresh model under ``self.vw_args`` that relearns every learned event still in the
+        store, in the order they were learned, published as the next snapshot. Until then rankers keep the
+        previous model, so Rank never falls back to an untrained one (what a user of a running service expects:
+        new learning settings, not amnesia). Events that become ready meanwhile wait for the next step."""
+        log.warning("learning policy changed (%r -> %r): rebuilding the model from the logged events", old_args, self.vw_args)
+        started = time.monotonic()
+        model = Model(self.vw_args.split())
+        count = 0
+        with self.db.read() as session:
+            for event in store.iter_events(session):
+                model.learn(event_line(event, event.learned_reward))
+                count += 1
+                if count % REBUILD_LEASE_EVERY == 0 and not self._renew():
+                    raise RuntimeError("lost the learner lease while rebuilding the model")
+        data = model.serialize()
+        version = self.version + 1
+        with self.db.transaction() as connection:
+            store.publish_snapshot(connection, version, data, self.vw_args, count, self.clock(), [], self.settings.snapshots_kept)
+        self._model, self.version, self.events_learned = model, version, count
+        log.warning("new model %d: %d logged events relearned in %.1f s", version, count, time.monotonic() - started)
+        if self.on_publish is not None:
+            self.on_publish(version, data, self.vw_args)
+
+    def _renew(self) -> bool:
+        """Renew the lease in the middle of a long piece of work; False if another learner took it."""
+        with self.db.write() as session:
+            got = store.acquire_lease(session, self.owner, time.time(), self.settings.learner_lease_seconds)
+        self._lease_checked = time.monotonic()
+        self._has_lease = got
+        return got
+
+    def _follow_policy(self) -> None:
+        """Every POLICY_POLL_SECONDS: if the stored policy changed, rebuild the model under it."""
+        if time.monotonic() - self._policy_checked < POLICY_POLL_SECONDS:
+            return
+        args = self._stored_vw_args()
+        if args != self.vw_args:
+            old, self.vw_args = self.vw_args, args
+            try:
+                self._rebuild(old)
+            except BaseException:
+                self.invalidate()  # the next step restores from the database and rebuilds again
+                raise
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
@@ -139,6 +201,14 @@ class Learner:
                 interval = self.settings.learner_interval
                 self._stop.wait(max(interval, BUSY_INTERVAL) if learned >= BUSY_EVENTS else interval)
 
+    def holds_lease(self) -> bool:
+        """Whether this learner is the one working now (background jobs run beside it only then);
+        inline learners take the lease on their next step."""
+        if self.settings.learner == "inline" and not self._has_lease:
+            with self._lock:
+                return self._acquire()
+        return self._has_lease
+
     def invalidate(self) -> None:
         """Forget in-memory state after a failed step: the next step restores from the database."""
         self._has_lease = False
@@ -149,6 +219,7 @@ class Learner:
         with self._lock:
             if not self._acquire():
                 return 0
+            self._follow_policy()
             assert self._model is not None
             settings = self.settings
             with self.db.reading() as connection:  # no write lock while reading and learning
@@ -176,5 +247,5 @@ class Learner:
             self.version = version  # before events_learned: whoever sees the new count sees the new version
             self.events_learned += len(joined)
         if self.on_publish is not None:
-            self.on_publish(version, model)
+            self.on_publish(version, model, self.vw_args)
         return len(joined)

@@ -61,20 +61,31 @@ class Decision:
 class Ranker:
     def __init__(self, vw_args: list[str], exploration: float = 0.0, squarecb_actions: int = 0) -> None:
         self._vw_args = vw_args
+        self._exploration = exploration
+        self._squarecb_actions = squarecb_actions
         self.explorer = Explorer.for_policy(vw_args, exploration, squarecb_actions)
         self._lock = threading.Lock()
         self._model = Model(vw_args)
         self.version = 0
 
-    def load(self, version: int, model: bytes) -> None:
-        """Switch to snapshot ``version`` (ignored if not newer than the current one)."""
+    @property
+    def vw_args(self) -> list[str]:
+        """The learning policy of the model in use."""
+        return self._vw_args
+
+    def load(self, version: int, model: bytes, vw_args: str | None = None) -> None:
+        """Switch to snapshot ``version`` (ignored if not newer than the current one). ``vw_args``: the
+        snapshot's learning policy; a new policy brings its own exploration (SquareCB scaling or not)."""
         if version <= self.version:
             return
         loaded = Model(["--quiet"], model_data=model)  # options travel inside the model
+        args = vw_args.split() if vw_args is not None else self._vw_args
+        explorer = Explorer.for_policy(args, self._exploration, self._squarecb_actions) if args != self._vw_args else self.explorer
         with self._lock:
             if version > self.version:
                 # swap only: the old model is freed (milliseconds for VW) after the lock is released
                 self._model, self.version, loaded = loaded, version, self._model
+                self._vw_args, self.explorer = args, explorer
         del loaded
 
     def reset(self) -> None:
@@ -88,8 +99,9 @@ class Ranker:
         with self._lock:
             scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
+            explorer = self.explorer
         order = [index for index, _ in scores]
-        probabilities = self.explorer.pmf([p for _, p in scores])
+        probabilities = explorer.pmf([p for _, p in scores])
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

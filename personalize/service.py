@@ -25,9 +25,11 @@ from personalize.db_health import OUTAGE_BACKOFF
 from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_generators, save_generators
 from personalize.catalog import load_training_data
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
+from personalize.evaluation.jobs import JobRunner
 from personalize.learner import Learner
 from personalize.limits import RankLimits
 from personalize.models import Item
+from personalize.policy import read_stored_arguments
 from personalize.ranker import Ranker
 from personalize.sampling import seed_for
 
@@ -105,7 +107,7 @@ class Service:
         self.db = Database.for_settings(settings)
         self.db.upgrade()
         self.sessions: sessionmaker[Session] = self.db.sessions  # for plugins; writers should use db.write()
-        self.ranker = Ranker(settings.vw_args, settings.exploration, settings.squarecb_actions)
+        self.ranker = Ranker(self._policy_vw_args(), settings.exploration, settings.squarecb_actions)
         self.limits = RankLimits.from_settings(settings)
         self.learner: Learner | None = None
         self.candidates: CandidateEngine | None = CandidateEngine(settings, self.sessions, self.db.health) if settings.generators.strip() else None
@@ -116,14 +118,24 @@ class Service:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._load_latest_model()
+        self.jobs: JobRunner | None = None
         if settings.learner in ("thread", "inline"):
             self.learner = Learner(settings, self.db, clock, on_publish=self.ranker.load)
+            self.jobs = JobRunner(settings, self.db, self.learner.holds_lease, clock)
+
+    def _policy_vw_args(self) -> list[str]:
+        """The VW arguments of the policy in force (stored by PUT /configurations/policy, else the setting)."""
+        with self.db.read() as session:
+            stored = read_stored_arguments(session)
+        return self.settings.replace_policy(stored.arguments).vw_args if stored is not None else self.settings.vw_args
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         """Start background work: the learner thread, or a watcher for another process's snapshots."""
         if self.settings.learner == "thread" and self.learner is not None:
             self.learner.start()
+        if self.jobs is not None:
+            self.jobs.start()
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
@@ -147,6 +159,8 @@ class Service:
         if self._stop.is_set():
             return
         self._stop.set()
+        if self.jobs is not None:
+            self.jobs.stop()
         if self.learner is not None:
             self.learner.stop()
         if self._watcher is not None:
@@ -161,7 +175,7 @@ class Service:
             if version > self.ranker.version:
                 snapshot = store.latest_snapshot(session)
                 if snapshot is not None:
-                    self.ranker.load(snapshot.version, snapshot.model)
+                    self.ranker.load(snapshot.version, snapshot.model, snapshot.vw_args)
 
     def _watch_models(self) -> None:
         while not self._stop.wait(self.settings.model_poll_interval):
@@ -304,4 +318,5 @@ class Service:
         with self.db.read() as session:
             status = store.status_counts(session, self.clock())
         status["model"]["servingVersion"] = self.ranker.version
-        return {**status, "settings": self.settings.status_summary()}
+        settings = {**self.settings.status_summary(), "learningPolicy": " ".join(a for a in self.ranker.vw_args if a != "--quiet")}
+        return {**status, "settings": settings}

@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -276,8 +277,9 @@ class JobRunner:
     def _run_in_worker(self, kind: str, job_id: str) -> str:
         payload = json.dumps({"settings": dataclasses.asdict(self.settings), "kind": kind, "id": job_id,
                               "owner": self.owner})
+        errors = tempfile.TemporaryFile()  # not a pipe: a chatty worker must never block on a full one
         process = subprocess.Popen([sys.executable, "-m", "personalize.evaluation.worker"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   stdout=subprocess.DEVNULL, stderr=errors)
         self._process = process
         assert process.stdin is not None
         process.stdin.write(payload.encode())
@@ -303,8 +305,9 @@ class JobRunner:
                 except JobGone:  # deleted while it ran
                     process.terminate()
         self._process = None
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        process.stderr.close() if process.stderr else None
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+        errors.close()
         with self.db.write() as session:
             job = get_job(session, kind, job_id)
             if job is None:

@@ -151,12 +151,13 @@ def timeseries(buckets: Sequence[Sequence[float]], base_minutes: int, start: flo
     keys = np.floor((rows[:, 0] - first) / step).astype(np.int64)
     points = []
     total = np.zeros(6)
-    for key in range(int(keys.max()) + 1):
-        sums = rows[keys == key, 1:].sum(axis=0) if np.any(keys == key) else np.zeros(6)
+    for key in np.unique(keys):  # intervals without events have no point (nothing to estimate from)
+        sums = rows[keys == key, 1:].sum(axis=0)
         total = total + sums if window == "Expanding" else sums
         point = _snips_point(total)
         if point is not None:
-            points.append({"timeStamp": first + key * step, "expectedReward": point[0], "confidenceInterval": point[1]})
+            points.append({"timeStamp": float(first + key * step), "expectedReward": float(point[0]),
+                           "confidenceInterval": [float(v) for v in point[1]]})
     return points, step // 60
 
 
@@ -214,6 +215,8 @@ def run_evaluation(events: Sequence[LoggedEvent], times: Sequence[float], curren
     planned = len(policies) + (1 + sum(len(v) for v in SEARCH_SPACE.values()) if optimize else 0)
     done = [0]
 
+    refused: dict[str, str] = {}
+
     def score(arguments: str) -> Logged:
         key = " ".join(arguments.split())
         if key not in cache:
@@ -224,6 +227,15 @@ def run_evaluation(events: Sequence[LoggedEvent], times: Sequence[float], curren
             progress(0.1 + 0.85 * min(done[0] / max(planned, 1), 1.0))
         return cache[key]
 
+    def value(arguments: str) -> float:
+        """SNIPS of a candidate; -inf for a combination VW refuses (e.g. SquareCB with --cb_type ips)."""
+        try:
+            v = snips(score(arguments))
+        except RuntimeError as exc:
+            refused[" ".join(arguments.split())] = str(exc)
+            return -math.inf
+        return v if math.isfinite(v) else -math.inf
+
     for spec in policies:
         rows.append(_row(spec, score(spec.arguments), t, bucket_seconds, seed))
     result: dict[str, Any] = {"events": len(events), "estimator": HEADLINE, "bucketMinutes": bucket_minutes,
@@ -232,10 +244,10 @@ def run_evaluation(events: Sequence[LoggedEvent], times: Sequence[float], curren
         best = " ".join(current.arguments.split())
         for dimension in SEARCH_SPACE:
             for candidate in candidate_policies(best, dimension):
-                if snips(score(candidate)) > snips(score(best)) + 1e-12:
+                if value(candidate) > value(best) + 1e-12:
                     best = candidate
         for spec in policies:  # the request's policies compete too: the optimum is at least as good as each
-            if snips(score(spec.arguments)) > snips(score(best)) + 1e-12:
+            if value(spec.arguments) > value(best) + 1e-12:
                 best = " ".join(spec.arguments.split())
         optimal = PolicySpec("Optimized learning settings", best, "OfflineExperimentation")
         rows.append(_row(optimal, score(best), t, bucket_seconds, seed))
@@ -243,8 +255,9 @@ def run_evaluation(events: Sequence[LoggedEvent], times: Sequence[float], curren
         result["optimization"] = {
             "baseline": " ".join(current.arguments.split()),
             "gainOverCurrent": _paired_gain(score(best), score(current.arguments), seed),
-            "candidates": sorted(({"arguments": k, "expectedReward": snips(v)} for k, v in cache.items()),
+            "candidates": sorted(({"arguments": k, "expectedReward": value(k)} for k in cache),
                                  key=lambda c: -c["expectedReward"]),
+            "refused": refused,
         }
     progress(1.0)
     return result

@@ -78,6 +78,17 @@ ADMIN_CALLS = [
     ("POST", "/interactions", {"interactions": [{"userId": "u1", "itemId": "m1"}]}),
     ("POST", "/generators/train", None),
     ("DELETE", "/catalog/items/m1", None),
+    ("GET", "/configurations/policy", None),
+    ("PUT", "/configurations/policy", {"name": "p", "arguments": "--cb_explore_adf --epsilon 0.1 -q ca"}),
+    ("DELETE", "/configurations/policy", None),
+    ("PUT", "/evaluations/auth-e1", {"name": "e", "startTime": "2020-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}),
+    ("GET", "/evaluations/auth-e1", None),
+    ("GET", "/evaluations", None),
+    ("DELETE", "/evaluations/auth-e1", None),
+    ("PUT", "/featureImportances/auth-f1", {"name": "f", "startTime": "2020-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}),
+    ("GET", "/featureImportances/auth-f1", None),
+    ("GET", "/featureImportances", None),
+    ("DELETE", "/featureImportances/auth-f1", None),
 ]
 
 
@@ -140,6 +151,10 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
     assert by_role[auth.ADMIN] == {
         "static", "catalog.put_item", "catalog.post_items", "catalog.read_item", "catalog.delete_item",
         "catalog.post_interactions", "catalog.train_generators",
+        "policy.get_policy", "policy.put_policy", "policy.delete_policy", "evaluations.apply_from_evaluation",
+        "evaluations.create_evaluation", "evaluations.read_evaluation", "evaluations.list_evaluations",
+        "evaluations.remove_evaluation", "evaluations.create_feature_importance", "evaluations.read_feature_importance",
+        "evaluations.list_feature_importances", "evaluations.remove_feature_importance",
     }
     assert roles.get("a.later.endpoint", auth.ADMIN) == auth.ADMIN
 

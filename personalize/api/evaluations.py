@@ -46,10 +46,17 @@ def _check_id(job_id: str, what: str) -> None:
                        "'_', '.' or '~' (e.g. a GUID).", what)
 
 
+def _time(body: dict[str, Any], name: str) -> float:
+    try:
+        return parse_time(body[name])
+    except ValueError as exc:
+        raise ApiError(422, "InvalidTime", f"{name}: {exc}; send an ISO 8601 time such as 2026-12-01T00:00:00Z.", name) from None
+
+
 def _window(body: dict[str, Any]) -> tuple[float, float]:
-    start, end = parse_time(body["startTime"]), parse_time(body["endTime"])
+    start, end = _time(body, "startTime"), _time(body, "endTime")
     if not start < end:
-        raise ApiError(400, "BadRequest", "endTime must be after startTime.", "endTime")
+        raise ApiError(422, "InvalidTimeRange", "endTime must be after startTime.", "endTime")
     return start, end
 
 
@@ -66,11 +73,11 @@ def _create(kind: str, job_id: str, schema: str, what: str) -> Response:
             try:
                 arguments = check_policy(policy["arguments"])
             except PolicyError as exc:
-                raise ApiError(400, "InvalidPolicy", f"policies[{i}].arguments: {exc}.", f"policies[{i}].arguments") from None
+                raise ApiError(422, "InvalidPolicy", f"policies[{i}].arguments: {exc}.", f"policies[{i}].arguments") from None
             policies.append({"name": policy["name"], "arguments": arguments})
         names = [p["name"] for p in policies]
         if len(set(names)) != len(names):
-            raise ApiError(400, "BadRequest", "Each policy needs its own name (applyFromEvaluation picks one by name).", "policies")
+            raise ApiError(422, "DuplicatePolicyName", "Each policy needs its own name (applyFromEvaluation picks one by name).", "policies")
         request_doc = {"policies": policies, "enablePolicyOptimization": bool(body.get("enablePolicyOptimization"))}
     with svc.db.write() as session:
         try:
@@ -213,12 +220,12 @@ def apply_from_evaluation() -> tuple[str, int]:
         raise ApiError(404, "NotFound", f"Evaluation {job.id!r} has no policy named {body['policyName']!r}; its policies: "
                        f"{', '.join(repr(n) for n in rows)}.", "policyName")
     if not row["arguments"]:
-        raise ApiError(400, "BadRequest", f"{body['policyName']!r} is a reference policy ({row['policySource']}), not learning "
+        raise ApiError(422, "NotLearningSettings", f"{body['policyName']!r} is a reference policy ({row['policySource']}), not learning "
                        "settings; apply a Custom, Online or OfflineExperimentation policy.", "policyName")
     try:
         arguments = check_policy(row["arguments"])
     except PolicyError as exc:
-        raise ApiError(400, "InvalidPolicy", f"policyName: {exc}.", "policyName") from None
+        raise ApiError(422, "InvalidPolicy", f"policyName: {exc}.", "policyName") from None
     with svc.db.write() as session:
         store_policy(session, Policy(row["name"], arguments), svc.clock())
     return "", 204

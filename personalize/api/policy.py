@@ -34,7 +34,7 @@ def put_policy() -> Response:
     try:
         arguments = check_policy(body["arguments"])  # a child process: a policy that aborts VW cannot take us down
     except PolicyError as exc:
-        raise ApiError(400, "InvalidPolicy", f"arguments: {exc}.", "arguments") from None
+        raise ApiError(422, "InvalidPolicy", f"arguments: {exc}.", "arguments") from None
     policy = Policy(body["name"], arguments)
     with svc.db.write() as session:
         store_policy(session, policy, svc.clock())

@@ -315,7 +315,7 @@ def _job_schemas() -> dict[str, Any]:
         "PolicyContract": _POLICY,
         "PolicyReferenceContract": {
             "type": "object", "required": ["evaluationId", "policyName"], "additionalProperties": False,
-            "properties": {"evaluationId": {"type": "string", "minLength": 1, "maxLength": 256},
+            "properties": {"evaluationId": _JOB_ID,
                            "policyName": {"type": "string", "minLength": 1, "maxLength": 256,
                                           "description": "The name of a policy in the evaluation's results, e.g. its "
                                                          "optimalPolicy."}},
@@ -379,7 +379,7 @@ class Operation:
 
 _EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId returned by Rank (percent-encode '/')."}
 _ITEM_ID_PATH = {"type": "string", "minLength": 1, "description": "The item's id."}
-_JOB_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9._~-]+$",
+_JOB_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9._~-]+$", "not": {"enum": [".", ".."]},
            "description": "The job's id (chosen by the client, e.g. a GUID): letters, digits, '-', '_', '.', '~'."}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -413,18 +413,18 @@ OPERATIONS: tuple[Operation, ...] = (
               "policy.get_policy", {200: "PolicyContract"}),
     Operation("put", "/configurations/policy", "Policy_Update",
               "Replace the learning settings (checked with VW first); the model is rebuilt from the logged events.",
-              "admin", "Policy", "policy.put_policy", {200: "PolicyContract"}, request="PolicyContract"),
+              "admin", "Policy", "policy.put_policy", {200: "PolicyContract"}, request="PolicyContract", errors=(422,)),
     Operation("delete", "/configurations/policy", "Policy_Reset", "Back to the configured default learning settings.",
               "admin", "Policy", "policy.delete_policy", {200: "PolicyContract"}),
     Operation("post", "/configurations/applyFromEvaluation", "ServiceConfiguration_ApplyFromEvaluation",
               "Make a policy of a finished evaluation the learning settings in force.", "admin", "Evaluations",
-              "evaluations.apply_from_evaluation", {204: None}, request="PolicyReferenceContract", errors=(404, 409)),
+              "evaluations.apply_from_evaluation", {204: None}, request="PolicyReferenceContract", errors=(404, 409, 422)),
     Operation("put", "/evaluations/{evaluationId}", "Evaluations_Create", "Submit an offline evaluation (a background job).",
               "admin", "Evaluations", "evaluations.create_evaluation", {200: "Evaluation"}, request="EvaluationContract",
-              path_params={"evaluationId": _JOB_ID}, errors=(409,)),
+              path_params={"evaluationId": _JOB_ID}, errors=(409, 422)),
     Operation("post", "/evaluations/{evaluationId}", "Evaluations_Submit", "The same as PUT (submit an offline evaluation).",
               "admin", "Evaluations", "evaluations.create_evaluation", {200: "Evaluation"}, request="EvaluationContract",
-              path_params={"evaluationId": _JOB_ID}, errors=(409,)),
+              path_params={"evaluationId": _JOB_ID}, errors=(409, 422)),
     Operation("get", "/evaluations/{evaluationId}", "Evaluations_Get", "An offline evaluation, its status and results.",
               "admin", "Evaluations", "evaluations.read_evaluation", {200: "Evaluation"},
               path_params={"evaluationId": _JOB_ID}, errors=(404,)),
@@ -436,11 +436,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("put", "/featureImportances/{featureImportanceId}", "FeatureImportances_Create",
               "Submit a feature importance job.", "admin", "Evaluations", "evaluations.create_feature_importance",
               {200: "FeatureImportance"}, request="FeatureImportanceContract",
-              path_params={"featureImportanceId": _JOB_ID}, errors=(409,)),
+              path_params={"featureImportanceId": _JOB_ID}, errors=(409, 422)),
     Operation("post", "/featureImportances/{featureImportanceId}", "FeatureImportances_Submit",
               "The same as PUT (submit a feature importance job).", "admin", "Evaluations",
               "evaluations.create_feature_importance", {200: "FeatureImportance"}, request="FeatureImportanceContract",
-              path_params={"featureImportanceId": _JOB_ID}, errors=(409,)),
+              path_params={"featureImportanceId": _JOB_ID}, errors=(409, 422)),
     Operation("get", "/featureImportances/{featureImportanceId}", "FeatureImportances_Get",
               "A feature importance job: status and features, most important first.", "admin", "Evaluations",
               "evaluations.read_feature_importance", {200: "FeatureImportance"},
@@ -463,7 +463,8 @@ _ERROR_TEXT = {
          "not finished.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json).",
-    422: "Well-formed but not servable now: no generators enabled, an unknown generator, or no candidates.",
+    422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, learning "
+         "settings VW refuses, or a time range that ends before it starts.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
 

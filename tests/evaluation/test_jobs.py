@@ -80,7 +80,7 @@ def test_apply_from_evaluation_makes_the_policy_run_and_the_learner_rebuilds_the
     assert missing.status_code == 404 and missing.json["error"]["target"] == "policyName"
     baseline = client.post(f"{V1}/configurations/applyFromEvaluation",
                            json={"evaluationId": "eval-2", "policyName": "Baseline: first action"})
-    assert baseline.status_code == 400 and baseline.json["error"]["target"] == "policyName"
+    assert baseline.status_code == 422 and baseline.json["error"]["target"] == "policyName"
     applied = client.post(f"{V1}/configurations/applyFromEvaluation", json={"evaluationId": "eval-2", "policyName": "good"})
     assert applied.status_code == 204
     assert client.get(f"{V1}/configurations/policy").json == {"name": "good", "arguments": GOOD}
@@ -113,12 +113,13 @@ def test_an_evaluation_without_events_fails_saying_why(logged_app: Any) -> None:
     ("PUT", "/evaluations/a b", {"name": "x", **WINDOW}, 400, "evaluationId"),
     ("PUT", "/evaluations/e", {**WINDOW}, 400, "name"),
     ("PUT", "/evaluations/e", {"name": "x", "startTime": "yesterday", "endTime": WINDOW["endTime"]}, 400, "startTime"),
-    ("PUT", "/evaluations/e", {"name": "x", "startTime": WINDOW["endTime"], "endTime": WINDOW["startTime"]}, 400, "endTime"),
+    ("PUT", "/evaluations/e", {"name": "x", "startTime": "2020-01-01t00:00:00z", "endTime": WINDOW["endTime"]}, 422, "startTime"),
+    ("PUT", "/evaluations/e", {"name": "x", "startTime": WINDOW["endTime"], "endTime": WINDOW["startTime"]}, 422, "endTime"),
     ("PUT", "/evaluations/e", {"name": "x", **WINDOW, "polices": []}, 400, "polices"),
-    ("PUT", "/evaluations/e", {"name": "x", **WINDOW, "policies": [{"name": "p", "arguments": "--nope"}]}, 400,
+    ("PUT", "/evaluations/e", {"name": "x", **WINDOW, "policies": [{"name": "p", "arguments": "--nope"}]}, 422,
      "policies[0].arguments"),
     ("PUT", "/evaluations/e", {"name": "x", **WINDOW, "policies": [{"name": "p", "arguments": GOOD},
-                                                                   {"name": "p", "arguments": BAD}]}, 400, "policies"),
+                                                                   {"name": "p", "arguments": BAD}]}, 422, "policies"),
     ("GET", "/evaluations/unknown", None, 404, "evaluationId"),
     ("DELETE", "/evaluations/unknown", None, 404, "evaluationId"),
     ("GET", "/evaluations?top=-1", None, 400, "top"),

@@ -53,7 +53,7 @@ STALE_SECONDS = 60.0
 #: Seconds between heartbeats/progress writes.
 HEARTBEAT_SECONDS = 2.0
 #: Niceness of worker processes: Rank's threads get the CPU first.
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 
 
 class JobExists(Exception):

@@ -255,20 +255,28 @@ class JobRunner:
         if not self.holds_lease():
             return None
         now = self.clock()
+        config = self.auto_settings()
+        with self.db.read() as session:  # the usual case, nothing to do, costs one read (no write lock)
+            waiting = session.execute(select(Job.kind).where(Job.status.in_(("NotSubmitted", "Running"))).limit(1)).first()
+            due = self._auto_window(session, now, config)
+        if waiting is None and due is None:
+            return None
         with self.db.write() as session:
             fail_stale(session, now)
-            self._schedule_auto(session, now)
+            if due is not None:
+                self._create_auto(session, now, due)
             claimed = claim_next(session, self.owner, now)
         if claimed is None:
             return None
         return self._run_in_worker(*claimed)
 
-    def _schedule_auto(self, session: Session, now: float) -> None:
-        config = self.auto_settings()
+    def _auto_window(self, session: Session, now: float, config: AutoOptimization | None) -> tuple[float, float] | None:
+        if config is None or not config.enabled:
+            return None
         last = session.execute(select(func.max(Job.created_at)).where(Job.kind == EVALUATION, Job.job_type == "Auto")).scalar()
-        window = next_auto_window(now, config, last)
-        if window is None:
-            return
+        return next_auto_window(now, config, last)
+
+    def _create_auto(self, session: Session, now: float, window: tuple[float, float]) -> None:
         job_id = f"auto-{int(now)}"
         if session.get(Job, (EVALUATION, job_id)) is None:
             create_job(session, EVALUATION, job_id, "Automatic policy optimization", window[0], window[1],

@@ -181,7 +181,8 @@ def test_the_served_document_is_the_tested_one(server: str) -> None:
 
 
 def _openapi_path(rule: str) -> str:
-    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule).replace("{event_id}", "{eventId}").replace("{item_id}", "{itemId}")
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule).replace("{event_id}", "{eventId}").replace("{item_id}", "{itemId}") \
+        .replace("{evaluation_id}", "{evaluationId}").replace("{feature_importance_id}", "{featureImportanceId}")
 
 
 def test_every_route_is_documented_and_every_documented_operation_exists(live_app: Any) -> None:

@@ -130,7 +130,7 @@ def _buckets(times: np.ndarray, data: Logged, seconds: int) -> list[list[float]]
 
 def _snips_point(sums: np.ndarray) -> tuple[float, list[float]] | None:
     n, sw, swr, sw2, sw2r, sw2r2 = sums
-    if n <= 0 or sw <= 0:
+    if n <= 0 or not sw * sw > 0:
         return None
     value = swr / sw
     variance = max(sw2r2 - 2 * value * sw2r + value * value * sw2, 0.0) / (sw * sw)  # delta method for a ratio
@@ -144,7 +144,8 @@ def timeseries(buckets: Sequence[Sequence[float]], base_minutes: int, start: flo
     ``Expanding`` accumulates from ``start``, ``Rolling`` uses each interval alone. Returns (points, the
     interval used: never finer than the stored buckets)."""
     step = max(interval_minutes, base_minutes) * 60
-    rows = np.array([b for b in buckets if start <= b[0] < end], dtype=float).reshape(-1, 7)
+    width = base_minutes * 60  # a bucket overlapping the range counts (its events' exact times are not kept)
+    rows = np.array([b for b in buckets if start < b[0] + width and b[0] < end], dtype=float).reshape(-1, 7)
     if not len(rows):
         return [], step // 60
     first = math.floor(start / step) * step if math.isfinite(start) else math.floor(rows[:, 0].min() / step) * step

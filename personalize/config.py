@@ -119,6 +119,11 @@ class Settings:
     generator_refresh_interval: float = field(
         default=3600.0, metadata={"help": "Seconds between background reloads/refits of the candidate generators (0 = never)."}
     )
+    job_cpu_share: float = field(
+        default=0.5,
+        metadata={"help": "Share (0..1] of one CPU a background job (offline evaluation, feature importance) may use: "
+                  "its worker process (niceness 19) pauses between steps so that Rank keeps the rest. 1 = no pauses."},
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -203,6 +208,8 @@ class Settings:
             raise SettingsError("diversity must be between 0 and 1")
         if self.num_candidates < 1:
             raise SettingsError("num_candidates must be at least 1")
+        if not 0.0 < self.job_cpu_share <= 1.0:
+            raise SettingsError("job_cpu_share must be above 0 and at most 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         for name in ("api_keys", "admin_keys"):

@@ -24,7 +24,8 @@ EVENTS = 600
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[str]:
-    env = {"PERSONALIZE_API_KEYS": CLIENT_KEY, "PERSONALIZE_ADMIN_KEYS": ADMIN_KEY, "PERSONALIZE_DATABASE_URL": database_url}
+    env = {"PERSONALIZE_API_KEYS": CLIENT_KEY, "PERSONALIZE_ADMIN_KEYS": ADMIN_KEY, "PERSONALIZE_DATABASE_URL": database_url,
+           "PERSONALIZE_JOB_CPU_SHARE": "1"}
     live = LiveServer(tmp_path / "live", env=env).start()
     with PersonalizerClient(live.url, AzureKeyCredential(CLIENT_KEY), retry_total=0) as client:
         simulate(lambda body: client.rank(body), lambda event, value: client.reward(event, {"value": value}), EVENTS)

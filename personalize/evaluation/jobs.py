@@ -179,10 +179,14 @@ def run_job(settings: Settings, db: Database, kind: str, job_id: str, owner: str
     if job is None:
         return "Deleted"
     last = [0.0]
+    worked = [time.monotonic()]
 
     def progress(fraction: float) -> None:
         if on_progress is not None:
             on_progress(fraction)
+        if settings.job_cpu_share < 1.0 and fraction < 1.0:  # pause in proportion to the step just done: Rank keeps the CPU's rest
+            time.sleep(min((time.monotonic() - worked[0]) * (1.0 / settings.job_cpu_share - 1.0), 30.0))
+            worked[0] = time.monotonic()
         if time.monotonic() - last[0] >= HEARTBEAT_SECONDS or fraction >= 1.0:
             last[0] = time.monotonic()
             _beat(db, kind, job_id, owner, clock(), fraction)

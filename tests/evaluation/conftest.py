@@ -17,7 +17,7 @@ def logged_app(make_app: Callable[..., Any], database_url: str) -> Any:
     """An app (no background threads) whose store holds LOG_EVENTS learned events of the simulated world."""
     clock = FakeClock()
     app = make_app(clock=clock, start=False, database_url=database_url, learner="inline", learn_every=50,
-                   reward_wait_time=5.0)
+                   reward_wait_time=5.0, job_cpu_share=1.0)
     client = app.test_client()
 
     def rank(body: dict[str, Any]) -> dict[str, Any]:

@@ -177,3 +177,12 @@ def test_the_runner_waits_for_the_lease(make_app: Any) -> None:
     assert JobRunner(service.settings, service.db, lambda: False).tick() is None
     with service.db.read() as session:
         assert get_job(session, EVALUATION, "later").status == "NotSubmitted"
+
+
+def test_the_cpu_share_is_a_checked_setting() -> None:
+    from personalize.config import SettingsError, load_settings
+
+    assert load_settings({"job_cpu_share": 0.25}, env={}).job_cpu_share == 0.25
+    for bad in (0, 1.5, -1):
+        with pytest.raises(SettingsError, match="job_cpu_share"):
+            load_settings({"job_cpu_share": bad}, env={})

@@ -60,6 +60,7 @@ class Learner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
         self._policy_checked = -math.inf
+        self._refused_args: str | None = None  # a stored policy VW refused (logged once)
         self.version = 0
         self.events_learned = 0
         self._model: Model | None = None
@@ -88,9 +89,21 @@ class Learner:
         with self.db.reading() as connection:
             stored = connection.execute(stored_arguments_query()).scalar()
         self._policy_checked = time.monotonic()
+        default = " ".join(self.settings.vw_args)
         if stored is None:
-            return " ".join(self.settings.vw_args)
-        return " ".join(self.settings.replace_policy(stored).vw_args)
+            return default
+        args = " ".join(self.settings.replace_policy(stored).vw_args)
+        if args == self._refused_args:
+            return default
+        if args != self.vw_args:
+            try:
+                Model(args.split())
+            except (RuntimeError, ValueError) as exc:  # checked when stored; a VW upgrade may still refuse it
+                log.error("the stored learning policy %r cannot run (%s); learning under the configured default until "
+                          "the policy is set again", stored, exc)
+                self._refused_args = args
+                return default
+        return args
 
     def _restore(self) -> None:
         """Resume from the newest snapshot; release claims a crashed learner left behind. If the policy

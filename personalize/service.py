@@ -31,6 +31,7 @@ from personalize.limits import RankLimits
 from personalize.models import Item
 from personalize.policy import read_stored_arguments
 from personalize.ranker import Ranker
+from personalize.vw import Model
 from personalize.sampling import seed_for
 
 __all__ = ["Service", "RankRequest", "parse_rank_request", "parse_reward_value"]
@@ -127,7 +128,16 @@ class Service:
         """The VW arguments of the policy in force (stored by PUT /configurations/policy, else the setting)."""
         with self.db.read() as session:
             stored = read_stored_arguments(session)
-        return self.settings.replace_policy(stored.arguments).vw_args if stored is not None else self.settings.vw_args
+        if stored is None:
+            return self.settings.vw_args
+        args = self.settings.replace_policy(stored.arguments).vw_args
+        try:
+            Model(args)
+        except (RuntimeError, ValueError) as exc:  # checked when stored; a VW upgrade may still refuse it
+            log.error("the stored learning policy %r cannot run (%s); ranking with the configured default until the "
+                      "policy is set again (PUT /configurations/policy)", stored.arguments, exc)
+            return self.settings.vw_args
+        return args
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:

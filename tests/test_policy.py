@@ -103,3 +103,21 @@ def test_a_new_policy_rebuilds_the_model_from_the_log_and_rankers_follow(make_ap
     restarted.learner.step()
     assert restarted.learner.vw_args == DEFAULT_LEARNING_POLICY + " --quiet"
     assert restarted.learner.version == snapshot.version + 1 and restarted.learner.events_learned == 60
+
+
+def test_a_stored_policy_vw_refuses_later_falls_back_to_the_default(make_app: Any, clock: Any,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A policy is checked when stored, but a VW upgrade may refuse it later: start anyway, on the default."""
+    from personalize.policy import Policy, store_policy
+
+    app = make_app(clock=clock, start=False, learner="inline")
+    service = app.extensions["personalize"]
+    with service.db.write() as session:
+        store_policy(session, Policy("old", "--cb_explore_adf --no_such_flag_any_more"))
+    again = make_app(clock=clock, start=False, learner="inline").extensions["personalize"]
+    assert again.ranker.vw_args == again.settings.vw_args
+    service.learner.stop()
+    again.learner.step()
+    again.learner.step()
+    assert again.learner.vw_args == " ".join(again.settings.vw_args)
+    assert sum("cannot run" in r.message for r in caplog.records) == 2  # once by the ranker, once by the learner

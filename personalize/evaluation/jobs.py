@@ -303,13 +303,8 @@ class JobRunner:
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if self._stop.is_set():  # shutdown: stop the worker, the job waits for the next runner
-                process.terminate()
-                process.wait(10)
-                with self.db.write() as session:
-                    session.execute(update(Job).where(Job.kind == kind, Job.id == job_id, Job.owner == self.owner)
-                                    .values(status="NotSubmitted", owner=None, progress=0.0))
-                return "NotSubmitted"
+            if self._stop.is_set():
+                break
             if time.monotonic() - beat >= HEARTBEAT_SECONDS:
                 beat = time.monotonic()
                 try:
@@ -317,6 +312,16 @@ class JobRunner:
                 except JobGone:  # deleted while it ran
                     process.terminate()
         self._process = None
+        if self._stop.is_set():  # shutdown: stop the worker, the job waits for the next runner
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+            errors.close()
+            with self.db.write() as session:
+                session.execute(update(Job).where(Job.kind == kind, Job.id == job_id, Job.owner == self.owner,
+                                                  Job.status == "Running")
+                                .values(status="NotSubmitted", owner=None, progress=0.0))
+            return "NotSubmitted"
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
         errors.close()

@@ -186,3 +186,20 @@ def test_the_cpu_share_is_a_checked_setting() -> None:
     for bad in (0, 1.5, -1):
         with pytest.raises(SettingsError, match="job_cpu_share"):
             load_settings({"job_cpu_share": bad}, env={})
+
+
+def test_a_stopped_runner_puts_its_job_back_in_the_queue(logged_app: Any) -> None:
+    import time
+
+    client = logged_app.test_client()
+    client.put(f"{V1}/evaluations/stopped", json={"name": "x", **WINDOW, "enablePolicyOptimization": True})
+    service = logged_app.extensions["personalize"]
+    runner = JobRunner(service.settings, service.db, lambda: True, app_clock := logged_app.clock, poll=0.05)
+    runner.start()
+    deadline = time.time() + 30
+    while client.get(f"{V1}/evaluations/stopped").json["status"] != "Running" and time.time() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    body = client.get(f"{V1}/evaluations/stopped").json
+    assert body["status"] == "NotSubmitted", body  # the next runner (e.g. after a restart) runs it
+    assert JobRunner(service.settings, service.db, lambda: True, app_clock).tick() == "Succeeded"

@@ -149,11 +149,13 @@ def learn(config_file: str | None, database_url: str | None, data_dir: str | Non
     settings = settings_from(config_file, database_url, data_dir)
     logs.configure(settings)
     _metrics_dir(settings, clean=False)  # the server on this host adds the learner's counters to /metrics
+    from personalize.evaluation.auto import from_service_config
     from personalize.evaluation.jobs import JobRunner
 
     database = open_database(settings)
     learner = Learner(settings, database)
-    jobs = JobRunner(settings, database, learner.holds_lease)
+    # auto-optimization follows the learner's live service configuration (polled by the learner, no query here)
+    jobs = JobRunner(settings, database, learner.holds_lease, auto_settings=lambda: from_service_config(learner.live.current))
 
     def _stop(*_: Any) -> None:
         jobs.stop(0)

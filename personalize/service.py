@@ -28,6 +28,7 @@ from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_g
 from personalize.catalog import load_training_data
 from personalize.enrichment import Enricher
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
+from personalize.evaluation.auto import from_service_config
 from personalize.evaluation.jobs import JobRunner
 from personalize.filters import ItemFilter, parse_filter
 from personalize.learner import Learner
@@ -147,7 +148,8 @@ class Service:
         if settings.learner in ("thread", "inline"):
             self.learner = Learner(settings, self.db, clock, on_publish=self._published, live=self.live,
                                    metrics=self.metrics, on_publish_slots=self.slot_ranker.load)
-            self.jobs = JobRunner(settings, self.db, self.learner.holds_lease, clock)
+            self.jobs = JobRunner(settings, self.db, self.learner.holds_lease, clock,
+                                  auto_settings=lambda: from_service_config(self.live.current))
 
     def _policy_vw_args(self) -> list[str]:
         """The VW arguments of the policy in force (stored by PUT /configurations/policy, else the setting)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AutoOptimization", "AutoDecision", "next_auto_window", "decide", "AUTO_MIN_EVENTS", "AUTO_MIN_GAIN"]
+__all__ = ["AutoOptimization", "AutoDecision", "from_service_config", "next_auto_window", "decide", "AUTO_MIN_EVENTS", "AUTO_MIN_GAIN"]
 
 #: Fewest events an automatic evaluation needs before it may change the policy.
 AUTO_MIN_EVENTS = 1_000
@@ -36,6 +36,14 @@ class AutoOptimization:
     enabled: bool
     frequency: float
     start: float | None = None
+
+
+def from_service_config(config: Any) -> AutoOptimization | None:
+    """The auto-optimization values of a service configuration (personalize.service_config.ServiceConfig, read
+    from LiveConfig.current: no query); None while it is off or has no autoOptimizationFrequency."""
+    if not config.auto_optimization_enabled or not config.auto_optimization_frequency:
+        return None
+    return AutoOptimization(True, config.auto_optimization_frequency, config.auto_optimization_start_date)
 
 
 @dataclass(frozen=True)

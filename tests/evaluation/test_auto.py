@@ -71,3 +71,19 @@ def test_the_runner_creates_runs_and_applies_an_automatic_evaluation(logged_app:
     assert runner.tick() in ("OptimalPolicyApplied", "OnlinePolicyRetained", "Failed")  # the next period
     with service.db.read() as session:
         assert len(list_jobs(session, EVALUATION, job_type="Auto")) == 2
+
+
+def test_the_service_runner_reads_auto_optimization_from_the_live_service_configuration(make_app: Any) -> None:
+    app = make_app(start=False, learner="inline")
+    service = app.extensions["personalize"]
+    assert service.jobs is not None and service.jobs.auto_settings() is None  # off by default
+    body = {"rewardWaitTime": "PT1M", "defaultReward": 0, "rewardAggregation": "earliest", "explorationPercentage": 0.1,
+            "modelExportFrequency": "PT1M", "logRetentionDays": -1, "modelRetrainDays": 0,
+            "isAutoOptimizationEnabled": True, "autoOptimizationFrequency": "P1D",
+            "autoOptimizationStartDate": "2026-01-01T00:00:00Z"}
+    response = app.test_client().put(f"{V1}/configurations/service", json=body)
+    assert response.status_code == 200, response.json
+    assert service.jobs.auto_settings() == AutoOptimization(enabled=True, frequency=DAY, start=1767225600.0)
+    body["isAutoOptimizationEnabled"] = False
+    assert app.test_client().put(f"{V1}/configurations/service", json=body).status_code == 200
+    assert service.jobs.auto_settings() is None

@@ -11,8 +11,8 @@ from flask.json.provider import JSONProvider
 from werkzeug.datastructures import Headers
 
 from personalize.api import (
-    auth, browsers, catalog, configuration, dashboard, errors, events, logs, metrics, model, multislot, openapi, rank,
-    status, users,
+    auth, browsers, catalog, configuration, dashboard, errors, evaluations, events, logs, metrics, model, multislot,
+    openapi, policy, rank, status, users,
 )
 from personalize.api._common import require_utf8_path
 from personalize.config import Settings, load_settings
@@ -61,7 +61,7 @@ def create_app(
     app.extensions["personalize"] = service
     errors.register_error_handlers(app)
     for blueprint in (rank.bp, events.bp, status.bp, catalog.bp, users.bp, configuration.bp, model.bp, logs.bp,
-                      multislot.bp):
+                      multislot.bp, policy.bp, evaluations.bp):
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix="/personalizer", name=f"{blueprint.name}_preview")
     app.register_blueprint(openapi.bp)

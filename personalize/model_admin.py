@@ -39,6 +39,7 @@ from personalize.api.errors import ApiError
 from personalize.config import Settings
 from personalize.db import Database
 from personalize.models import ModelSnapshot
+from personalize.policy import stored_arguments_query
 from personalize.vw import Model
 
 __all__ = ["export_model", "import_model", "reset_model", "model_properties", "check_model", "vw_options", "Installed"]
@@ -89,6 +90,7 @@ def _latest(session: Session) -> ModelSnapshot | None:
 
 def export_model(session: Session, settings: Settings, signed: bool, now: float) -> bytes:
     """The newest model (an untrained one of the running policy if none was learned yet), raw or signed."""
+    settings = in_force(session, settings)
     snapshot = _latest(session)
     model = snapshot.model if snapshot is not None else _fresh(settings)
     if not signed:
@@ -165,6 +167,14 @@ def read_upload(data: bytes, settings: Settings) -> Upload:
 class Installed:
     version: int
     model: bytes
+    vw_args: str  # the policy it was stored under
+
+
+def in_force(session: Session, settings: Settings) -> Settings:
+    """``settings`` with the learning policy in force (the stored one, PUT /configurations/policy, else the setting):
+    a model is checked, reset and stored under it, so the learner continues from it instead of rebuilding."""
+    stored = session.execute(stored_arguments_query()).scalar()
+    return settings if stored is None else settings.replace_policy(stored)
 
 
 def _install(db: Database, settings: Settings, model: bytes, events_learned: int, now: float) -> Installed:
@@ -175,7 +185,7 @@ def _install(db: Database, settings: Settings, model: bytes, events_learned: int
             with db.write() as session:
                 version = (session.execute(select(func.max(ModelSnapshot.version))).scalar() or 0) + 1
                 store.insert_snapshot(session, version, model, vw_args, events_learned, now, now)
-            return Installed(version, model)
+            return Installed(version, model, vw_args)
         except IntegrityError:  # a learner took that version first: take the next one
             continue
     raise ApiError(409, "Conflict", "The model kept changing while it was replaced; retry.")
@@ -183,6 +193,8 @@ def _install(db: Database, settings: Settings, model: bytes, events_learned: int
 
 def import_model(db: Database, settings: Settings, data: bytes, now: float) -> Installed:
     """Check an uploaded model (signature, format, policy) and make it the served and learned model."""
+    with db.read() as session:
+        settings = in_force(session, settings)
     upload = read_upload(data, settings)
     check_model(upload.model, settings)
     return _install(db, settings, upload.model, upload.events_learned, now)
@@ -190,6 +202,8 @@ def import_model(db: Database, settings: Settings, data: bytes, now: float) -> I
 
 def reset_model(db: Database, settings: Settings, now: float) -> Installed:
     """Start over from an untrained model of the running policy (the logs stay)."""
+    with db.read() as session:
+        settings = in_force(session, settings)
     return _install(db, settings, _fresh(settings), 0, now)
 
 

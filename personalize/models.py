@@ -12,7 +12,7 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBi
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 __all__ = ["Base", "Event", "EventExample", "Reward", "ModelSnapshot", "MultiSlotSnapshot", "LearnerLease", "Item",
-           "Interaction", "GeneratorModel", "ServiceConfigurationRow"]
+           "Interaction", "GeneratorModel", "ServiceConfigurationRow", "LearningPolicy", "Job"]
 
 
 class Base(DeclarativeBase):
@@ -195,3 +195,46 @@ class ServiceConfigurationRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
     values: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class LearningPolicy(Base):
+    """The learning policy set through the API (``PUT /configurations/policy``): one row, id 1.
+
+    No row means the configured default (setting ``learning_policy``). Every process reads it:
+    the learner polls it and starts a new model when it changes; rankers follow the snapshots.
+    """
+
+    __tablename__ = "learning_policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    arguments: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class Job(Base):
+    """A background job (offline evaluation or feature importance) and, once done, its result.
+
+    Created by the API with status ``NotSubmitted``; the process holding the learner lease claims
+    it (``Running``, ``owner``, ``heartbeat``) and runs it in a worker process of its own; the
+    result (JSON) or the error is stored here, so every server answers the same.
+    """
+
+    __tablename__ = "jobs"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # "evaluation" | "featureImportance"
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    job_type: Mapped[str] = mapped_column(String(16), nullable=False, default="Manual")  # Manual | Auto
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    start_time: Mapped[float] = mapped_column(Float, nullable=False)
+    end_time: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    description: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    owner: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    heartbeat: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_jobs_status", "status"),)

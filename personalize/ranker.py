@@ -81,21 +81,34 @@ class Ranker:
         self._model = Model(vw_args)
         self.version = 0
 
-    def load(self, version: int, model: bytes) -> None:
-        """Switch to snapshot ``version`` (ignored if not newer than the current one)."""
+    @property
+    def vw_args(self) -> list[str]:
+        """The learning policy of the model in use."""
+        return self._vw_args
+
+    def load(self, version: int, model: bytes, vw_args: str | None = None) -> None:
+        """Switch to snapshot ``version`` (ignored if not newer than the current one). ``vw_args``: the
+        snapshot's learning policy; a new policy brings its own exploration (SquareCB scaling or not)."""
         if version <= self.version:
             return
         loaded = Model(["--quiet"], model_data=model)  # options travel inside the model
+        args = vw_args.split() if vw_args is not None else self._vw_args
         with self._lock:
             if version > self.version:
+                # a new policy keeps the exploration floor in force (which the live configuration may have changed)
+                explorer = (Explorer.for_policy(args, self.explorer.exploration, self._squarecb_actions)
+                            if args != self._vw_args else self.explorer)
                 # swap only: the old model is freed (milliseconds for VW) after the lock is released
                 self._model, self.version, loaded = loaded, version, self._model
+                self._vw_args, self.explorer = args, explorer
         del loaded
 
     def set_exploration(self, exploration: float) -> None:
-        """Use a new exploration floor from the next decision on (one attribute swap: no lock needed)."""
-        if exploration != self.explorer.exploration:
-            self.explorer = Explorer.for_policy(self._vw_args, exploration, self._squarecb_actions)
+        """Use a new exploration floor from the next decision on (under the lock: a concurrent ``load`` of a new
+        policy keeps it)."""
+        with self._lock:
+            if exploration != self.explorer.exploration:
+                self.explorer = Explorer.for_policy(self._vw_args, exploration, self._squarecb_actions)
 
     def reset(self) -> None:
         """Back to an untrained model (version 0), e.g. after the model was deleted."""
@@ -108,8 +121,9 @@ class Ranker:
         with self._lock:
             scores = self._model.predict('{"c":' + context_json + "}")
             version = self.version
+            explorer = self.explorer
         order = [index for index, _ in scores]
-        probabilities = self.explorer.pmf([p for _, p in scores])  # self.explorer read once: one whole explorer
+        probabilities = explorer.pmf([p for _, p in scores])  # read once under the lock: one whole explorer
         pick = sample_index(probabilities, uniform_for(event_id))
         ranking = [order[pick]] + order[:pick] + order[pick + 1:]
         ranked_p = [probabilities[pick]] + probabilities[:pick] + probabilities[pick + 1:]

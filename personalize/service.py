@@ -28,6 +28,8 @@ from personalize.candidates import CandidateEngine, UnknownGeneratorError, fit_g
 from personalize.catalog import load_training_data
 from personalize.enrichment import Enricher
 from personalize.features import ACTION_INDEX, CONTEXT_INDEX, FeatureBudget, build_context, counted_namespaces
+from personalize.evaluation.auto import from_service_config
+from personalize.evaluation.jobs import JobRunner
 from personalize.filters import ItemFilter, parse_filter
 from personalize.learner import Learner
 from personalize.limits import Interactions, RankLimits
@@ -36,7 +38,9 @@ from personalize.modes import baseline_decision, serves_baseline, stored_mode
 from personalize.multislot import (
     SlotRanker, baseline_choice, check_crossed, explore_choice, parse_multislot_request, parse_slot_rewards,
 )
+from personalize.policy import read_stored_arguments
 from personalize.ranker import Ranker
+from personalize.vw import Model
 from personalize.sampling import seed_for
 from personalize.service_config import LiveConfig, ServiceConfig
 
@@ -123,7 +127,7 @@ class Service:
         # The service configuration in force (GET/PUT /configurations/service), polled by a thread.
         self.live = LiveConfig(settings, self.db)
         self.live.refresh()
-        self.ranker = Ranker(settings.vw_args, self.live.current.exploration, settings.squarecb_actions)
+        self.ranker = Ranker(self._policy_vw_args(), self.live.current.exploration, settings.squarecb_actions)
         self.live.on_change(lambda config: self.ranker.set_exploration(config.exploration))
         self.limits = RankLimits.from_settings(settings)
         self.enricher = Enricher(settings.time_zone, settings.enrich_context)
@@ -140,9 +144,27 @@ class Service:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._load_latest_model()
+        self.jobs: JobRunner | None = None
         if settings.learner in ("thread", "inline"):
             self.learner = Learner(settings, self.db, clock, on_publish=self._published, live=self.live,
                                    metrics=self.metrics, on_publish_slots=self.slot_ranker.load)
+            self.jobs = JobRunner(settings, self.db, self.learner.holds_lease, clock,
+                                  auto_settings=lambda: from_service_config(self.live.current))
+
+    def _policy_vw_args(self) -> list[str]:
+        """The VW arguments of the policy in force (stored by PUT /configurations/policy, else the setting)."""
+        with self.db.read() as session:
+            stored = read_stored_arguments(session)
+        if stored is None:
+            return self.settings.vw_args
+        args = self.settings.replace_policy(stored.arguments).vw_args
+        try:
+            Model(args)
+        except (RuntimeError, ValueError) as exc:  # checked when stored; a VW upgrade may still refuse it
+            log.error("the stored learning policy %r cannot run (%s); ranking with the configured default until the "
+                      "policy is set again (PUT /configurations/policy)", stored.arguments, exc)
+            return self.settings.vw_args
+        return args
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -158,6 +180,8 @@ class Service:
         elif self.settings.learner == "off":
             self._watcher = threading.Thread(target=self._watch_models, name="personalize-model-watcher", daemon=True)
             self._watcher.start()
+        if self.jobs is not None:
+            self.jobs.start()
         threading.Thread(target=self.enricher.warm, name="personalize-context-warm-up", daemon=True).start()
         if self.candidates is not None and self._catalog_has_items():
             # Load (or fit) the generators now, off the request path; Rank by userId waits only if it comes first.
@@ -180,6 +204,8 @@ class Service:
             return
         self._stop.set()
         self.live.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
         if self.learner is not None:
             self.learner.stop()
         if self._watcher is not None:
@@ -194,16 +220,16 @@ class Service:
             if version > self.ranker.version:
                 snapshot = store.latest_snapshot(session)
                 if snapshot is not None:
-                    self.ranker.load(snapshot.version, snapshot.model)
+                    self.ranker.load(snapshot.version, snapshot.model, snapshot.vw_args)
             if store.latest_version(session, MultiSlotSnapshot) > self.slot_ranker.version:
                 snapshot = store.latest_snapshot(session, MultiSlotSnapshot)
                 if snapshot is not None:
                     self.slot_ranker.load(snapshot.version, snapshot.model)
         self.metrics.serving_version(self.ranker.version)
 
-    def _published(self, version: int, model: bytes) -> None:
-        """The in-process learner published a snapshot: rank with it."""
-        self.ranker.load(version, model)
+    def _published(self, version: int, model: bytes, vw_args: str) -> None:
+        """The in-process learner published a snapshot (under policy ``vw_args``): rank with it."""
+        self.ranker.load(version, model, vw_args)
         self.metrics.serving_version(self.ranker.version)
 
     def _watch_models(self) -> None:
@@ -468,6 +494,7 @@ class Service:
             status = status_report(session, self.settings, self.live.current, self.clock())
         status["model"]["servingVersion"] = self.ranker.version
         status["multislotModel"]["servingVersion"] = self.slot_ranker.version
+        status["settings"]["learningPolicy"] = " ".join(a for a in self.ranker.vw_args if a != "--quiet")
         return status
 
     # -- administration (Personalizer's configuration, model and logs operations) ------------
@@ -506,7 +533,7 @@ class Service:
 
     def _use_model(self, installed: model_admin.Installed) -> None:
         """Serve an imported or reset model now in this process; the learner continues from it."""
-        self.ranker.load(installed.version, installed.model)
+        self.ranker.load(installed.version, installed.model, installed.vw_args)
         if self.learner is not None:
             self.learner.invalidate()
 

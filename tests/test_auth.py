@@ -89,6 +89,17 @@ ADMIN_CALLS = [
     ("GET", "/model/properties", None),
     ("GET", "/logs/properties", None),
     ("DELETE", "/logs", None),
+    ("GET", "/configurations/policy", None),
+    ("PUT", "/configurations/policy", {"name": "p", "arguments": "--cb_explore_adf --epsilon 0.1 -q ca"}),
+    ("DELETE", "/configurations/policy", None),
+    ("PUT", "/evaluations/auth-e1", {"name": "e", "startTime": "2020-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}),
+    ("GET", "/evaluations/auth-e1", None),
+    ("GET", "/evaluations", None),
+    ("DELETE", "/evaluations/auth-e1", None),
+    ("PUT", "/featureImportances/auth-f1", {"name": "f", "startTime": "2020-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}),
+    ("GET", "/featureImportances/auth-f1", None),
+    ("GET", "/featureImportances", None),
+    ("DELETE", "/featureImportances/auth-f1", None),
 ]
 
 
@@ -155,6 +166,10 @@ def test_every_endpoint_has_a_decided_role(keyed: Any) -> None:
         "configuration.get_service", "configuration.put_service",
         "model.export_model", "model.import_model", "model.reset_model", "model.properties", "logs.properties", "logs.delete",
         "metrics.metrics", "dashboard.page", "dashboard.data",
+        "policy.get_policy", "policy.put_policy", "policy.delete_policy", "evaluations.apply_from_evaluation",
+        "evaluations.create_evaluation", "evaluations.read_evaluation", "evaluations.list_evaluations",
+        "evaluations.remove_evaluation", "evaluations.create_feature_importance", "evaluations.read_feature_importance",
+        "evaluations.list_feature_importances", "evaluations.remove_feature_importance",
     }
     assert roles.get("a.later.endpoint", auth.ADMIN) == auth.ADMIN
 

@@ -252,3 +252,24 @@ def test_cli_model_export_import_reset(tmp_path: Path, make_app: Any) -> None:
         refused = runner.invoke(cli, args, env=env)
         assert refused.exit_code == 1 and "Traceback" not in refused.output
         assert len(refused.output.strip().splitlines()) == 1, refused.output
+
+
+def test_reset_and_import_use_the_stored_policy_so_the_learner_keeps_the_model(trained: Any, clock: Any) -> None:
+    """With a policy stored by PUT /configurations/policy, a reset or imported model is stored under that policy:
+    the learner continues from it instead of rebuilding a model of the policy in force from the log."""
+    client = trained.test_client()
+    service = trained.extensions["personalize"]
+    policy = {"name": "p", "arguments": "--cb_explore_adf --epsilon 0.1 -q ca"}
+    assert client.put(f"{P}/configurations/policy", json=policy).status_code == 200
+    service.learner.step()  # follows the policy: rebuilds the model under it from the log
+    args = " ".join(service.settings.replace_policy(policy["arguments"]).vw_args)
+    assert service.learner.vw_args == args
+    exported = _export(client)
+    assert client.delete(f"{P}/model").status_code == 204
+    assert client.put(f"{P}/model", data=exported, content_type="application/octet-stream").status_code == 204
+    with service.sessions() as session:
+        newest = session.query(ModelSnapshot).order_by(ModelSnapshot.version.desc()).first()
+    assert newest.vw_args == args and service.ranker.vw_args == args.split()
+    version = newest.version
+    service.learner.step()  # restores from the imported snapshot: same policy, no rebuild
+    assert service.learner.vw_args == args and service.learner.version == version

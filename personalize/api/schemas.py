@@ -440,8 +440,76 @@ def components(settings: Settings) -> dict[str, Any]:
                 "description": "Rows erased, per kind.",
                 "properties": {k: {"type": "integer"} for k in ("events", "rewards", "eventExamples", "interactions")}}},
         },
+        **_job_schemas(),
     }
     return schemas
+
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": f"^[^{ID_FORBIDDEN}]*$",
+         "description": "A name: 1 to 256 characters, no control characters."}
+_JOB_TIME = {"anyOf": [{"type": "number", "minimum": MIN_TIME, "maximum": MAX_TIME}, {"type": "string", "format": "date-time"}],
+             "description": "An ISO 8601 time (or UNIX seconds); events ranked from startTime (included) to endTime "
+                            "(excluded) are used."}
+_POLICY = {
+    "type": "object", "required": ["name", "arguments"], "additionalProperties": False,
+    "properties": {
+        "name": _NAME,
+        "arguments": {"type": "string", "minLength": 1, "maxLength": 2048,
+                      "description": "VW arguments, e.g. '--cb_explore_adf --squarecb --cb_type mtr -q ca -l 2' "
+                                     "(--cb_explore_adf is added when missing; --dsjson is ignored; options that "
+                                     "touch files, such as -f or --data, are refused)."},
+    },
+    "description": "Learning settings: a name and VW arguments; checked with VW before they are accepted.",
+}
+_JOB_STATUS = {"type": "string", "enum": ["NotSubmitted", "Running", "Succeeded", "Failed", "OptimalPolicyApplied",
+                                          "OnlinePolicyRetained"]}
+
+
+def _job_schemas() -> dict[str, Any]:
+    job_common = {"id": {"type": "string"}, "name": {"type": "string"}, "startTime": {"type": "string", "format": "date-time"},
+                  "endTime": {"type": "string", "format": "date-time"}, "creationTime": {"type": "string", "format": "date-time"},
+                  "status": _JOB_STATUS, "description": {"type": "string"},
+                  "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "Share of the work done."}}
+    required = ["id", "name", "startTime", "endTime", "creationTime", "status"]
+    return {
+        "PolicyContract": _POLICY,
+        "PolicyReferenceContract": {
+            "type": "object", "required": ["evaluationId", "policyName"], "additionalProperties": False,
+            "properties": {"evaluationId": _JOB_ID,
+                           "policyName": {"type": "string", "minLength": 1, "maxLength": 256,
+                                          "description": "The name of a policy in the evaluation's results, e.g. its "
+                                                         "optimalPolicy."}},
+            "description": "Which policy of which evaluation to apply.",
+        },
+        "EvaluationContract": {
+            "type": "object", "required": ["name", "startTime", "endTime"], "additionalProperties": False,
+            "properties": {
+                "name": _NAME, "startTime": _JOB_TIME, "endTime": _JOB_TIME,
+                "enablePolicyOptimization": {"type": ["boolean", "null"],
+                                             "description": "Also search learning settings on the logs (optimalPolicy)."},
+                "policies": {"type": ["array", "null"], "maxItems": 10, "items": _POLICY,
+                             "description": "Up to 10 learning settings to evaluate beside the online policy."},
+            },
+            "description": "An offline evaluation job.",
+        },
+        "FeatureImportanceContract": {
+            "type": "object", "required": ["name", "startTime", "endTime"], "additionalProperties": False,
+            "properties": {"name": _NAME, "startTime": _JOB_TIME, "endTime": _JOB_TIME},
+            "description": "A feature importance job.",
+        },
+        "Evaluation": {"type": "object", "required": required, "properties": {
+            **job_common, "evaluationType": {"type": "string", "enum": ["Manual", "Auto"]},
+            "optimalPolicy": {"type": "string"}, "content": {"type": "object"}, "optimization": {"type": ["object", "null"]}}},
+        "EvaluationsList": {"type": "object", "required": ["value"],
+                            "properties": {"value": {"type": "array", "items": _ref("Evaluation")}}},
+        "FeatureImportance": {"type": "object", "required": required, "properties": {
+            **job_common, "featureScores": {"type": "array", "items": {
+                "type": "object", "required": ["namespace", "featureName", "score"],
+                "properties": {"namespace": {"type": "string"}, "featureName": {"type": "string"},
+                               "score": {"type": "number"}}}}}},
+        "FeatureImportancesList": {"type": "object", "required": ["value"],
+                                   "properties": {"value": {"type": "array", "items": _ref("FeatureImportance")}}},
+    }
 
 
 # -- operations ----------------------------------------------------------------------------------
@@ -477,6 +545,8 @@ BINARY = "application/octet-stream"
 
 _EVENT_ID = {"type": "string", "minLength": 1, "description": "The eventId returned by Rank (percent-encode '/')."}
 _ITEM_ID_PATH = {"type": "string", "minLength": 1, "description": "The item's id."}
+_JOB_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9._~-]+$", "not": {"enum": [".", ".."]},
+           "description": "The job's id (chosen by the client, e.g. a GUID): letters, digits, '-', '_', '.', '~'."}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/rank", "Events_Rank", "Rank actions: choose one for this context.", "client", "Ranking", "rank.rank",
@@ -550,6 +620,47 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: "DashboardPage"}, prefixes=("",), media="text/html"),
     Operation("get", "/dashboard/data", "Dashboard_Data", "What the dashboard shows, as JSON.", "admin", "Operations",
               "dashboard.data", {200: "Dashboard"}, prefixes=("",)),
+    Operation("get", "/configurations/policy", "Policy_Get", "The learning settings in force.", "admin", "Policy",
+              "policy.get_policy", {200: "PolicyContract"}),
+    Operation("put", "/configurations/policy", "Policy_Update",
+              "Replace the learning settings (checked with VW first); the model is rebuilt from the logged events.",
+              "admin", "Policy", "policy.put_policy", {200: "PolicyContract"}, request="PolicyContract", errors=(422,)),
+    Operation("delete", "/configurations/policy", "Policy_Reset", "Back to the configured default learning settings.",
+              "admin", "Policy", "policy.delete_policy", {200: "PolicyContract"}),
+    Operation("post", "/configurations/applyFromEvaluation", "ServiceConfiguration_ApplyFromEvaluation",
+              "Make a policy of a finished evaluation the learning settings in force.", "admin", "Evaluations",
+              "evaluations.apply_from_evaluation", {204: None}, request="PolicyReferenceContract", errors=(404, 409, 422)),
+    Operation("put", "/evaluations/{evaluationId}", "Evaluations_Create", "Submit an offline evaluation (a background job).",
+              "admin", "Evaluations", "evaluations.create_evaluation", {200: "Evaluation"}, request="EvaluationContract",
+              path_params={"evaluationId": _JOB_ID}, errors=(409, 422)),
+    Operation("post", "/evaluations/{evaluationId}", "Evaluations_Submit", "The same as PUT (submit an offline evaluation).",
+              "admin", "Evaluations", "evaluations.create_evaluation", {200: "Evaluation"}, request="EvaluationContract",
+              path_params={"evaluationId": _JOB_ID}, errors=(409, 422)),
+    Operation("get", "/evaluations/{evaluationId}", "Evaluations_Get", "An offline evaluation, its status and results.",
+              "admin", "Evaluations", "evaluations.read_evaluation", {200: "Evaluation"},
+              path_params={"evaluationId": _JOB_ID}, errors=(404,)),
+    Operation("get", "/evaluations", "Evaluations_List", "Every offline evaluation.", "admin", "Evaluations",
+              "evaluations.list_evaluations", {200: "EvaluationsList"}),
+    Operation("delete", "/evaluations/{evaluationId}", "Evaluations_Delete", "Delete an offline evaluation (stops it if running).",
+              "admin", "Evaluations", "evaluations.remove_evaluation", {204: None}, path_params={"evaluationId": _JOB_ID},
+              errors=(404,)),
+    Operation("put", "/featureImportances/{featureImportanceId}", "FeatureImportances_Create",
+              "Submit a feature importance job.", "admin", "Evaluations", "evaluations.create_feature_importance",
+              {200: "FeatureImportance"}, request="FeatureImportanceContract",
+              path_params={"featureImportanceId": _JOB_ID}, errors=(409, 422)),
+    Operation("post", "/featureImportances/{featureImportanceId}", "FeatureImportances_Submit",
+              "The same as PUT (submit a feature importance job).", "admin", "Evaluations",
+              "evaluations.create_feature_importance", {200: "FeatureImportance"}, request="FeatureImportanceContract",
+              path_params={"featureImportanceId": _JOB_ID}, errors=(409, 422)),
+    Operation("get", "/featureImportances/{featureImportanceId}", "FeatureImportances_Get",
+              "A feature importance job: status and features, most important first.", "admin", "Evaluations",
+              "evaluations.read_feature_importance", {200: "FeatureImportance"},
+              path_params={"featureImportanceId": _JOB_ID}, errors=(404,)),
+    Operation("get", "/featureImportances", "FeatureImportances_List", "Every feature importance job.", "admin",
+              "Evaluations", "evaluations.list_feature_importances", {200: "FeatureImportancesList"}),
+    Operation("delete", "/featureImportances/{featureImportanceId}", "FeatureImportances_Delete",
+              "Delete a feature importance job.", "admin", "Evaluations", "evaluations.remove_feature_importance",
+              {204: None}, path_params={"featureImportanceId": _JOB_ID}, errors=(404,)),
     Operation("get", "/openapi.json", "OpenApi_Get", "This document.", "open", "Status", "openapi.document", {200: "OpenApiDocument"},
               prefixes=("", "/personalizer/v1.0")),
 )
@@ -561,13 +672,15 @@ _ERROR_TEXT = {
     400: "Bad input: the error names the field (target, a JSON path) and the fix.",
     401: "Missing or wrong key (Ocp-Apim-Subscription-Key or Authorization: Bearer).",
     403: "A client key on an admin operation.",
-    404: "No such event, slot of the event, item, user or operation.",
-    409: "Conflict: eventId already used, reward too late, the event already learned, an event of the other kind "
-         "(single-slot vs multi-slot), or a reward for a slot answered without an action.",
+    404: "No such event, slot of the event, item, user, evaluation, feature importance or operation.",
+    409: "Conflict: eventId or job id already used, reward too late, the event already learned, an event of the other "
+         "kind (single-slot vs multi-slot), a reward for a slot answered without an action, or an evaluation not "
+         "finished.",
     413: "The body is larger than max_body_bytes.",
     415: "A body without a JSON content type (application/json or +json); model files: application/octet-stream.",
-    422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, or an item "
-         "vector whose dimension differs from the catalog's.",
+    422: "Well-formed but not servable now: no generators enabled, an unknown generator, no candidates, an item "
+         "vector whose dimension differs from the catalog's, learning settings VW refuses, or a time range that ends "
+         "before it starts.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
 
@@ -677,7 +790,8 @@ class RequestSchemas:
         self._validators = {
             name: jsonschema_rs.Draft202012Validator({**self._root, "$ref": _REF + name}, validate_formats=True)
             for name in ("RankRequest", "RewardRequest", "ItemBody", "ItemsRequest", "InteractionsRequest", "TrainRequest",
-                         "ServiceConfiguration", "MultiSlotRankRequest", "MultiSlotRewardRequest")
+                         "ServiceConfiguration", "MultiSlotRankRequest", "MultiSlotRewardRequest",
+                         "PolicyContract", "PolicyReferenceContract", "EvaluationContract", "FeatureImportanceContract")
         }
 
     def check(self, name: str, body: Any) -> None:

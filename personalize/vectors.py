@@ -146,6 +146,7 @@ class VectorGenerator(Generator):
     def fit(self, data: TrainingData) -> None:
         self.item_ids = np.asarray(data.item_ids, dtype=object)
         self.item_index = data.item_index
+        self.catalog_key = data.catalog_key  # a Rank filter's mask over this catalog order is used as it is
         self.user_index = data.user_index
         self.seen = data.user_items
         raw = self.item_vectors(data)
@@ -167,15 +168,18 @@ class VectorGenerator(Generator):
         self.recent_indptr = np.searchsorted(users[latest], np.arange(len(data.user_ids) + 1))
 
     def query(self, request: CandidateRequest) -> np.ndarray | None:
-        """The vector to search near: the current item's, else the user's profile; None when neither has one."""
+        """The vector to search near: the current item's, else the profile of the session's items (latest
+        last) followed by the user's latest items; None when there is none."""
         vectors = self.index.vectors
         current = self.item_index.get(request.current_item) if request.current_item else None
         if current is not None and vectors.shape[1] and vectors[current].any():
             return vectors[current]
         row = self.user_index.get(request.user_id) if request.user_id is not None else None
-        if row is None:
-            return None
-        recent = self.recent_items[self.recent_indptr[row]:self.recent_indptr[row + 1]]
+        session = [self.item_index[item] for item in reversed(request.session_items) if item in self.item_index]
+        recent = np.asarray(session, dtype=np.int64)
+        if row is not None:
+            recent = np.concatenate([recent, self.recent_items[self.recent_indptr[row]:self.recent_indptr[row + 1]]])
+        recent = recent[vectors[recent].any(axis=1)] if recent.size and vectors.shape[1] else recent[:0]
         if recent.size == 0:
             return None
         weights = 0.5 ** (np.arange(recent.size) / self.config.half_life)
@@ -184,13 +188,17 @@ class VectorGenerator(Generator):
         return profile / norm if norm > 0 else None
 
     def excluded(self, request: CandidateRequest) -> np.ndarray:
-        """Sorted catalog positions never to propose: the user's items, the current item, ``request.exclude``."""
+        """Sorted catalog positions never to propose: the user's items, the current item, ``request.exclude``,
+        the session's items and, with a Rank filter, every item it does not allow."""
         parts = []
         row = self.user_index.get(request.user_id) if request.user_id is not None else None
         if row is not None:
             parts.append(self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]])
-        named = [self.item_index.get(item) for item in (request.current_item, *request.exclude) if item is not None]
+        named = [self.item_index.get(item) for item in (request.current_item, *request.exclude, *request.session_items)
+                 if item is not None]
         parts.append(np.array([p for p in named if p is not None], dtype=np.int64))
+        if request.allowed is not None:
+            parts.append(np.flatnonzero(~request.allowed.mask_for(self.item_ids, getattr(self, "catalog_key", None))))
         return np.unique(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, dtype=np.int64)
 
     def candidates(self, request: CandidateRequest, n: int) -> list[ScoredItem]:

@@ -26,6 +26,26 @@ from sqlalchemy.engine import make_url
 from personalize.app import create_app
 from personalize.config import Settings, load_settings
 
+
+@pytest.fixture(autouse=True)
+def _metrics_mode_is_per_test() -> Iterator[None]:
+    """``serve`` and ``learn`` run in-process (CliRunner) turn prometheus_client's multiprocess mode on for
+    the whole process (an environment variable and its value class); undo it, so that the next test's
+    app counts its own traffic alone."""
+    from prometheus_client import values
+
+    from personalize.ops.metrics import MULTIPROC_ENV, Metrics
+
+    before_env, before_class = os.environ.get(MULTIPROC_ENV), values.ValueClass
+    yield
+    if before_env is None:
+        os.environ.pop(MULTIPROC_ENV, None)
+    else:
+        os.environ[MULTIPROC_ENV] = before_env
+    values.ValueClass = before_class
+    Metrics._process_wide = None
+
+
 #: Apps built by make_app; closed before their PostgreSQL database is dropped.
 _OPEN_APPS: list[Any] = []
 

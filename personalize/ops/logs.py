@@ -118,8 +118,8 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         environ = request._get_current_object().environ
         environ["personalize.start"] = time.perf_counter()
         client_id = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID")
-        given = client_id or environ.get("HTTP_APIM_REQUEST_ID")
-        environ["personalize.request_id"] = given if given and _REQUEST_ID.fullmatch(given) else _new_id()
+        given = (client_id or environ.get("HTTP_APIM_REQUEST_ID") or "").strip(" \t")  # as HTTP trims a value
+        environ["personalize.request_id"] = given if _REQUEST_ID.fullmatch(given) else _new_id()
 
     def finish(response: Response) -> Response:
         current = request._get_current_object()
@@ -128,8 +128,8 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         request_id = environ.get("personalize.request_id") or _new_id()
         response.headers["apim-request-id"] = request_id
         client_id = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID")
-        if client_id is not None and client_id == request_id:
-            response.headers["x-ms-client-request-id"] = client_id
+        if client_id is not None and client_id.strip(" \t") == request_id:
+            response.headers["x-ms-client-request-id"] = request_id
         rule = current.url_rule
         route = rule.rule if rule is not None else "unmatched"
         method = environ["REQUEST_METHOD"]

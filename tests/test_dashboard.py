@@ -277,3 +277,32 @@ def test_apprentice_mode_shows_how_the_model_compares_with_the_baseline(make_app
     assert data["apprentice"]["agreement"] == status["agreement"] and data["apprentice"]["baselineReward"] == 1.0
     html = client.get("/dashboard").get_data(as_text=True)
     assert 'id="learning-mode">Apprentice<' in html and "apprentice-agreement" in html
+
+
+def test_evaluation_and_feature_importance_results_are_shown(make_app: Any, database_url: str) -> None:
+    """Issue 17: the stored results of offline evaluations and feature-importance jobs appear on the dashboard."""
+    from personalize.evaluation.jobs import EVALUATION, FEATURE_IMPORTANCE, create_job
+    from personalize.models import Job
+
+    app = make_app(database_url=database_url, start=False)
+    client = app.test_client()
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "No offline evaluation yet" in html and "No feature-importance job yet" in html
+    evaluation = {"events": 1200, "estimator": "SNIPS", "optimalPolicy": "--cb_explore_adf --squarecb -q ca",
+                  "policies": [{"name": "Online", "policySource": "Online", "arguments": "",
+                                "summary": {"expectedReward": 0.61, "confidenceInterval": [0.58, 0.64]}},
+                               {"name": "with -q ca", "policySource": "Custom", "arguments": "-q ca",
+                                "summary": {"expectedReward": 0.96, "confidenceInterval": [0.94, 0.97]}}]}
+    importance = {"events": 500, "featureScores": [{"namespace": "user", "featureName": "kind", "score": 0.66},
+                                                   {"namespace": "noise", "featureName": "x", "score": 0.0004}]}
+    with app.extensions["personalize"].db.write() as session:
+        for kind, job_id, result in ((EVALUATION, "ev-1", evaluation), (FEATURE_IMPORTANCE, "fi-1", importance)):
+            job = create_job(session, kind, job_id, f"{kind} one", 0.0, 1.0, {}, 10.0)
+            job.status, job.result = "Succeeded", result
+    app.extensions.pop("personalize.dashboard", None)
+    jobs = client.get("/dashboard/data").json["jobs"]
+    assert jobs["evaluations"][0]["policies"][1] == {"name": "with -q ca", "source": "Custom", "value": 0.96,
+                                                     "interval": [0.94, 0.97]}
+    assert jobs["featureImportances"][0]["features"][0]["featureName"] == "kind"
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "0.9600" in html and "--cb_explore_adf --squarecb -q ca" in html and "0.6600" in html and "Succeeded" in html

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, select, text
 
 from personalize.evaluation.estimators import Logged, bootstrap_ci, estimate
 from personalize.ops.metrics import store_gauges
@@ -207,6 +207,37 @@ def ago(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+#: Offline evaluations and feature-importance jobs shown (the newest).
+JOBS_SHOWN = 3
+
+
+def _jobs(connection: Connection) -> dict[str, Any]:
+    """The newest offline evaluations (each policy's expected reward and interval, the optimal policy) and
+    feature-importance jobs (their top features), as stored by the job runner (personalize/evaluation/jobs.py)."""
+    from personalize.models import Job
+
+    def newest(kind: str) -> list[Any]:
+        return list(connection.execute(select(Job).where(Job.kind == kind)
+                                       .order_by(Job.created_at.desc(), Job.id).limit(JOBS_SHOWN)).all())
+
+    evaluations = []
+    for job in newest("evaluation"):
+        result = job.result or {}
+        evaluations.append({
+            "id": job.id, "name": job.name, "status": job.status, "type": job.job_type, "events": result.get("events"),
+            "estimator": result.get("estimator"), "optimalPolicy": result.get("optimalPolicy"),
+            "policies": [{"name": row["name"], "source": row.get("policySource"),
+                          "value": row["summary"]["expectedReward"], "interval": row["summary"]["confidenceInterval"]}
+                         for row in result.get("policies", [])],
+        })
+    importances = []
+    for job in newest("featureImportance"):
+        result = job.result or {}
+        importances.append({"id": job.id, "name": job.name, "status": job.status, "events": result.get("events"),
+                            "features": (result.get("featureScores") or [])[:TOP]})
+    return {"evaluations": evaluations, "featureImportances": importances}
+
+
 def collect(connection: Connection, now: float, serving_version: int, errors: dict[str, Any]) -> dict[str, Any]:
     """Everything the dashboard shows. ``errors``: this host's error counts and this process's latest errors."""
     rows = _rows(connection, now)
@@ -220,6 +251,7 @@ def collect(connection: Connection, now: float, serving_version: int, errors: di
         "exploration": _exploration(rows),
         "topActions": _top_actions(rows),
         "generators": _generators(connection, rows),
+        "jobs": _jobs(connection),
         "errors": errors,
     }
 

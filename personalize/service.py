@@ -370,6 +370,7 @@ class Service:
         if serves_baseline(config.learning_mode):  # Apprentice/LoggingOnly: the first kept action, with p = 1
             model_index = decision.chosen
             decision = baseline_decision(decision, 0)
+        now = self.clock()  # the event and its reward wait start when it is answered, not when generation began
         wait = config.reward_wait_time
         action_ids = [a for a, _ in kept]
         values = dict(

@@ -28,12 +28,14 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
     if not math.isfinite(low) or not math.isfinite(high):
         return [0.0, 1.0]
-    if high - low < 1e-12:
+    if high - low < 1e-6 * max(1.0, abs(low), abs(high)):  # a flat series (ticks are rounded to 10 decimals)
         low, high = low - 0.5, high + 0.5
     raw = (high - low) / max(count - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(low / step) * step
+    if first > low:  # low / step underflowed (a subnormal low)
+        first -= step
     ticks = []
     value = first
     while value <= high + step * 0.5 and len(ticks) < 3 * count:

@@ -200,6 +200,10 @@ class Learner:
         self._has_lease = got
         return got
 
+    def policy_changed(self) -> None:
+        """This process stored a new policy: follow it at the next step instead of at the next poll."""
+        self._policy_checked = -math.inf
+
     def _follow_policy(self) -> None:
         """Every POLICY_POLL_SECONDS: if the stored policy changed, rebuild the model under it."""
         if time.monotonic() - self._policy_checked < POLICY_POLL_SECONDS:

@@ -38,6 +38,8 @@ def put_policy() -> Response:
     policy = Policy(body["name"], arguments)
     with svc.db.write() as session:
         store_policy(session, policy, svc.clock())
+    if svc.learner is not None:
+        svc.learner.policy_changed()  # this process's learner follows at its next step; others within a poll
     return jsonify(policy.json())
 
 
@@ -46,5 +48,7 @@ def delete_policy() -> Response:
     svc = service()
     with svc.db.write() as session:
         reset_policy(session)
+    if svc.learner is not None:
+        svc.learner.policy_changed()
     with svc.db.read() as session:
         return jsonify(current_policy(session, svc.settings).json())

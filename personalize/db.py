@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import weakref
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -43,6 +45,21 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def _wal(cursor: sqlite3.Cursor) -> None:
+    """Turn on WAL. On a new database file SQLite answers "database is locked" at once, without its busy
+    handler, while another process holds the write lock (servers started together, one migrating):
+    retry for as long as a writer would wait."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
     """An engine with the pragmas/pool settings each backend needs to be safe under load."""
     parsed = make_url(url)
@@ -59,7 +76,7 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
             # Let SQLAlchemy own transactions (pysqlite's implicit BEGIN is off, we emit our own).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")

@@ -94,8 +94,10 @@ class VectorIndex:
             positions = matches.keys.astype(np.int64)
             keep = ~np.isin(positions, excluded, assume_unique=True) if excluded.size else np.ones(len(positions), bool)
             positions, scores = positions[keep][:n], 1.0 - matches.distances[keep][:n].astype(np.float64)
-            if len(positions) >= n or count >= self.size:
+            if len(positions) >= n:
                 return positions, scores
+            if count >= self.size:  # HNSW can miss a few items even when asked for all: exact finds every one
+                return self._exact(query, n, excluded)
             count = min(2 * count, self.size)
 
     def _exact(self, query: np.ndarray, n: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
